@@ -1,0 +1,147 @@
+"""Critical pickup latency behind a routine backlog: production layout vs one FIFO queue.
+
+Both layouts get the same load in the same invocation: 2,000 routine insights whose runs take
+200 ms of simulated model latency each (4 offline model calls of 50 ms), dispatched by the real
+orchestrator (beat every 2 s), then 50 critical insights created over 5 s the way a watcher
+scan creates them (insight row, then the orchestrator's immediate trigger). Pickup latency is
+insight created → its run's watcher step started.
+
+  production: worker `critical,high` (4 processes) + worker `default,low` (4 processes), priorities on
+  fifo:       two workers (4 processes each) on one queue, no priorities
+
+Usage: .venv/bin/python bench/priority.py   (Postgres and Redis as for the tests)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from celery import Celery
+from sqlalchemy import insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Processes, bench_env, flush_redis, percentile, scratch_database
+from switchboard.db.models import AgentRun, AgentStep, ProactiveInsight
+from switchboard.db.session import session_scope
+
+BACKLOG = 2000
+CRITICAL = 50
+CRITICAL_SPREAD_S = 5.0
+OFFLINE_CALL_MS = 50  # 4 model calls per run: 200 ms per run
+CONCURRENCY = "4"
+
+LAYOUTS = {
+    "production": {
+        "env": {},
+        "workers": [["--queues", "critical,high"], ["--queues", "default,low"]],
+        "trigger_queue": "high",
+    },
+    "fifo": {
+        "env": {
+            "SWITCHBOARD_QUEUE_CRITICAL": "fifo",
+            "SWITCHBOARD_QUEUE_HIGH": "fifo",
+            "SWITCHBOARD_QUEUE_DEFAULT": "fifo",
+            "SWITCHBOARD_QUEUE_LOW": "fifo",
+            "SWITCHBOARD_QUEUE_PRIORITIES": "false",
+        },
+        "workers": [["--queues", "default"], ["--queues", "default"]],
+        "trigger_queue": "fifo",
+    },
+}
+
+
+def _insight(severity: str, entity: str, now: dt.datetime, sla: dt.timedelta) -> dict[str, object]:
+    key = f"bench:{uuid.uuid4().hex}"
+    alert = {
+        "kind": "hubspot_deal_without_owner", "source": "hubspot", "severity": severity,
+        "title": f"Deal {entity} has no owner", "entity": {"source": "hubspot", "type": "deal", "id": entity},
+        "dedupe_key": key, "detected_at": now.isoformat(),
+    }  # fmt: skip
+    return {
+        "kind": alert["kind"], "source": "hubspot", "severity": severity, "title": alert["title"],
+        "entity_type": "deal", "entity_id": entity, "payload": alert, "dedupe_key": key, "status": "new",
+        "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
+        "sla_deadline": now + sla, "next_attempt_at": now,
+    }  # fmt: skip
+
+
+def _wait(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def measure(layout_name: str, tmp: Path) -> list[float]:
+    layout = LAYOUTS[layout_name]
+    flush_redis()
+    with scratch_database(layout_name) as url:
+        now = dt.datetime.now(dt.UTC)
+        with session_scope(url) as session:
+            rows = [_insight("medium" if n % 2 else "low", f"routine-{n}", now, dt.timedelta(hours=24))
+                    for n in range(BACKLOG)]  # fmt: skip
+            session.execute(insert(ProactiveInsight), rows)
+        env = bench_env(url, tmp / layout_name, SWITCHBOARD_OFFLINE_LATENCY_MS=str(OFFLINE_CALL_MS), **layout["env"])
+        producer = Celery(broker=env["SWITCHBOARD_BROKER_URL"])
+        with Processes(tmp) as processes:
+            for index, worker_args in enumerate(layout["workers"]):
+                args = ["worker", *worker_args, "--concurrency", CONCURRENCY, "--name", f"{layout_name}{index}@%h"]
+                processes.start(f"{layout_name}-worker-{index}", args, env)
+            processes.start(f"{layout_name}-beat", ["beat"], env)
+
+            def backlog_dispatched() -> bool:
+                with session_scope(url) as session:
+                    return session.scalar(select(ProactiveInsight.id).where(ProactiveInsight.status == "new")) is None
+
+            started = time.monotonic()
+            _wait(backlog_dispatched, 600, "the backlog to be dispatched")
+            print(f"[{layout_name}] backlog of {BACKLOG} dispatched in {time.monotonic() - started:.1f} s", flush=True)
+
+            critical_ids: list[int] = []
+            for n in range(CRITICAL):
+                with session_scope(url) as session:
+                    row = _insight("critical", f"critical-{n}", dt.datetime.now(dt.UTC), dt.timedelta(minutes=15))
+                    critical_ids.append(session.execute(insert(ProactiveInsight).returning(ProactiveInsight.id),
+                                                        [row]).scalar_one())  # fmt: skip
+                producer.send_task("switchboard.tasks.orchestrator.poll_insights", queue=layout["trigger_queue"])
+                time.sleep(CRITICAL_SPREAD_S / CRITICAL)
+
+            def pickups() -> list[float]:
+                with session_scope(url) as session:
+                    rows = session.execute(
+                        select(ProactiveInsight.created_at, AgentStep.started_at)
+                        .join(AgentRun, AgentRun.insight_id == ProactiveInsight.id)
+                        .join(AgentStep, (AgentStep.run_id == AgentRun.id) & (AgentStep.step == "watcher"))
+                        .where(ProactiveInsight.id.in_(critical_ids), AgentStep.started_at.is_not(None))
+                    ).all()
+                    return [(step - created).total_seconds() * 1000 for created, step in rows]
+
+            _wait(lambda: len(pickups()) == CRITICAL, 1800, "every critical run to start")
+            latencies = pickups()
+        producer.close()
+    print(f"[{layout_name}] critical pickup ms: p50={percentile(latencies, 0.5):.0f} "
+          f"p99={percentile(latencies, 0.99):.0f} max={max(latencies):.0f}", flush=True)  # fmt: skip
+    return latencies
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        production = measure("production", Path(tmp))
+        fifo = measure("fifo", Path(tmp))
+    critical_p99 = percentile(production, 0.99)
+    fifo_p99 = percentile(fifo, 0.99)
+    print(
+        f"critical_p50_ms={percentile(production, 0.5):.0f} critical_p99_ms={critical_p99:.0f} "
+        f"fifo_p99_ms={fifo_p99:.0f} speedup={fifo_p99 / critical_p99:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The Advisor: turns an Analysis into an ActionPlan, then applies the risk policy — low-risk
+actions execute at once (effect-once), high-risk ones wait in `approvals`.
+
+The plan is persisted before anything executes, so a redelivered step re-uses it instead of
+asking the model again (a second, different plan could otherwise act twice).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from switchboard.agents.context import StepContext
+from switchboard.agents.llm import provider_for
+from switchboard.agents.llm.base import LLMRequest, Message
+from switchboard.agents.toolloop import ask_for_json
+from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, action_key
+from switchboard.db.models import AgentStep, Approval
+from switchboard.db.session import session_scope
+from switchboard.integrations import actions
+from switchboard.settings import Settings
+
+# The least risk each action type carries, whatever the model says.
+BASE_RISK: dict[str, str] = {
+    "create_hubspot_task": "low",
+    "flag_finance_review": "low",
+    "no_action": "low",
+    "draft_customer_message": "high",
+    "open_stripe_dispute_review": "high",
+}
+
+SYSTEM = (
+    "You are the Advisor of a revenue-operations team. Given an analysed anomaly, plan what to do. "
+    'Answer with ONE JSON object: {"actions": [...], "rationale": "..."}. Each action is one of: '
+    '{"type":"create_hubspot_task","subject":...,"body":...,"owner_id":null,"due_in_days":2}, '
+    '{"type":"draft_customer_message","recipient":{"source":...,"type":...,"id":...},"subject":...,"body":...}, '
+    '{"type":"flag_finance_review","summary":...,"amount_cents":null,"currency":null}, '
+    '{"type":"open_stripe_dispute_review","dispute_ids":[...],"summary":...}, {"type":"no_action"}; '
+    'each may carry "reason" and "risk" ("low"|"medium"|"high"). No prose outside the JSON.'
+)
+
+_action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+def _build_plan(ctx: StepContext, analysis: Analysis, answer: dict[str, Any], provider: str, model: str) -> ActionPlan:
+    rationale = str(answer.get("rationale") or "")
+    built: list[Action] = []
+    for index, raw in enumerate(answer.get("actions") or []):
+        if not isinstance(raw, dict):
+            raise ValueError(f"actions[{index}] is not an object")
+        kind = str(raw.get("type"))
+        proposed = str(raw.get("risk") or "low")
+        floor = BASE_RISK.get(kind, "high")
+        risk = proposed if RISK_ORDER.get(proposed, 2) > RISK_ORDER[floor] else floor
+        fields = {**raw, "risk": risk, "reason": raw.get("reason") or rationale or kind,
+                  "idempotency_key": action_key(analysis.run_id, ctx.step, kind, str(index))}  # fmt: skip
+        built.append(_action_adapter.validate_python(fields))
+    return ActionPlan(
+        run_id=analysis.run_id,
+        insight_id=analysis.insight_id,
+        analysis=analysis,
+        actions=built,
+        rationale=rationale,
+        provider=provider,
+        model=model,
+    )
+
+
+def _stored_plan(run_id: str, step: str) -> ActionPlan | None:
+    with session_scope() as session:
+        row = session.scalars(select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step)).first()
+        if row is not None and row.output and row.output.get("actions"):
+            return ActionPlan.model_validate(row.output)
+    return None
+
+
+def _persist_plan(plan: ActionPlan, step: str) -> None:
+    with session_scope() as session:
+        row = session.scalars(select(AgentStep).where(AgentStep.run_id == plan.run_id, AgentStep.step == step)).one()
+        row.output = plan.model_dump(mode="json")
+
+
+def plan(ctx: StepContext, analysis: Analysis, settings: Settings) -> ActionPlan:
+    """The plan for this run: the persisted one if a previous attempt made it, else a new one."""
+    stored = _stored_plan(analysis.run_id, ctx.step)
+    if stored is not None:
+        ctx.notes["plan_reused"] = True
+        return stored
+    alert = analysis.alert
+    ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
+    request = LLMRequest(
+        purpose="advisor.plan",
+        system=SYSTEM,
+        messages=(Message(role="user", text=f"Analysis:\n{analysis.model_dump_json(indent=1)}"),),
+        facts={"alert": alert.model_dump(mode="json"), "analysis": json.loads(analysis.model_dump_json())},
+    )
+    provider = provider_for("advisor", settings)
+    result = ask_for_json(
+        ctx,
+        provider,
+        request,
+        {},
+        lambda answer: _build_plan(ctx, analysis, answer, ctx.provider or provider.name, ctx.model or provider.model),
+    )
+    _persist_plan(result, ctx.step)
+    return result
+
+
+def apply_plan(plan: ActionPlan, settings: Settings) -> dict[str, int]:
+    """Execute low-risk actions now and queue the rest for approval; counts of each."""
+    counts = {"executed": 0, "already_done": 0, "awaiting_approval": 0}
+    threshold = RISK_ORDER[settings.approval_required_risk]
+    for action in plan.actions:
+        if RISK_ORDER[action.risk] >= threshold:
+            with session_scope() as session:
+                exists = session.scalars(
+                    select(Approval.id).where(Approval.action_key == action.idempotency_key)
+                ).first()
+                if exists is None:
+                    try:
+                        with session.begin_nested():
+                            session.add(
+                                Approval(
+                                    run_id=plan.run_id,
+                                    action_key=action.idempotency_key,
+                                    action_type=action.type,
+                                    action=action.model_dump(mode="json"),
+                                    risk=action.risk,
+                                    status="pending",
+                                )
+                            )
+                    except IntegrityError:
+                        pass  # a concurrent attempt queued it
+            counts["awaiting_approval"] += 1
+            continue
+        performed, _ = actions.execute(plan.run_id, action)
+        counts["executed" if performed else "already_done"] += 1
+    return counts

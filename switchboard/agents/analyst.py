@@ -1,0 +1,81 @@
+"""The Analyst: explains an alert — root cause from a closed set, narrative, evidence, confidence.
+
+Context: similar knowledge_base chunks, recent conversations about the entity, the cached
+entity context, and tools the model calls for facts. Claude by default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from switchboard.agents.context import StepContext
+from switchboard.agents.llm import provider_for
+from switchboard.agents.llm.base import LLMRequest, Message
+from switchboard.agents.memory import cached_context, recent_conversation, search_knowledge, store_context
+from switchboard.agents.toolloop import ask_for_json
+from switchboard.agents.tools import ANALYST_TOOLS, get_record
+from switchboard.contracts import ROOT_CAUSES, Analysis, WatchResult
+from switchboard.db.session import session_scope
+from switchboard.settings import Settings
+
+SYSTEM = (
+    "You are the Analyst of a revenue-operations team. Explain the anomaly you are given using "
+    "the facts provided and the tools (fetch the records you need). Answer with ONE JSON object: "
+    '{"root_cause": one of ' + json.dumps(list(ROOT_CAUSES)) + ', "narrative": "2-5 sentences", '
+    '"evidence_ids": ["ids of the records that support it"], "confidence": 0.0-1.0}. No prose outside the JSON.'
+)
+
+
+def _entity_context(watched: WatchResult, settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    alert = watched.alert
+    key = f"{alert.entity.source}:{alert.entity.type}:{alert.entity.id}"
+    with session_scope() as session:
+        cached = cached_context(session, "entity", key, now=now)
+        if cached is None:
+            cached = get_record({"source": alert.entity.source, "object_type": alert.entity.type,
+                                 "object_id": alert.entity.id})  # fmt: skip
+            store_context(session, "entity", key, cached, now=now, ttl_s=settings.context_cache_ttl_s)
+        knowledge = search_knowledge(session, f"{alert.kind.replace('_', ' ')} {alert.title}", k=4)
+        history = recent_conversation(session, alert.entity.type, alert.entity.id, limit=6)
+        return {
+            "entity": cached,
+            "knowledge": [{"source_ref": h.source_ref, "content": h.content[:600]} for h in knowledge],
+            "history": [{"agent": m.agent, "role": m.role, "content": m.content[:400]} for m in history],
+        }
+
+
+def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.datetime) -> Analysis:
+    """Produce a validated Analysis of the watched alert."""
+    alert = watched.alert
+    ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
+    context = _entity_context(watched, settings, now)
+    prompt = (
+        f"Alert:\n{alert.model_dump_json(indent=1)}\n\nKnown entity state:\n{json.dumps(context['entity'])[:3000]}"
+        f"\n\nRelevant knowledge:\n{json.dumps(context['knowledge'])}\n\n"
+        f"Earlier conversation about this entity:\n{json.dumps(context['history'])}"
+    )
+    request = LLMRequest(
+        purpose="analyst.analyse",
+        system=SYSTEM,
+        messages=(Message(role="user", text=prompt),),
+        tools=tuple(tool.spec for tool in ANALYST_TOOLS.values()),
+        facts={"alert": alert.model_dump(mode="json"), **context},
+    )
+    provider = provider_for("analyst", settings)
+
+    def validate(answer: dict[str, Any]) -> Analysis:
+        return Analysis(
+            run_id=watched.run_id,
+            insight_id=watched.insight_id,
+            alert=alert,
+            root_cause=answer.get("root_cause"),
+            narrative=answer.get("narrative"),
+            evidence_ids=[str(item) for item in answer.get("evidence_ids") or []],
+            confidence=answer.get("confidence"),
+            provider=ctx.provider or provider.name,
+            model=ctx.model or provider.model,
+        )
+
+    return ask_for_json(ctx, provider, request, ANALYST_TOOLS, validate)

@@ -1,0 +1,186 @@
+"""The `offline` provider: deterministic rules and templates over the same facts the models see.
+
+Used when no key is configured (and in evals for stable scores). It answers in the same JSON
+the prompts ask the real models for, so the agents' parsing, validation and tool loop are
+exercised identically; every output it produces is labelled provider="offline".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from switchboard.agents.llm.base import LLMProvider, LLMReply, LLMRequest, ToolCall
+
+# alert kind → (root cause, confidence, narrative template over the alert's metrics)
+ANALYST_RULES: dict[str, tuple[str, float, str]] = {
+    "stripe_failed_payment_spike": (
+        "card_declines",
+        0.7,
+        "Failed-payment rate rose to {current_rate:.0%} against a trailing median of {baseline_median:.0%} "
+        "(robust z {robust_z:.1f}); the failures cluster on issuer declines rather than a processor outage.",
+    ),
+    "stripe_refund_spike": (
+        "customer_dissatisfaction",
+        0.6,
+        "Refunds reached {current:.0f} in the last day against a trailing median of {baseline_median:.1f} "
+        "(robust z {robust_z:.1f}), which points at customers asking for their money back.",
+    ),
+    "stripe_dispute_spike": (
+        "fraud_or_abuse",
+        0.65,
+        "Disputes reached {current:.0f} in the last day against a trailing median of {baseline_median:.1f} "
+        "(robust z {robust_z:.1f}); a cluster like this is typical of fraudulent or friendly-fraud charges.",
+    ),
+    "stripe_payout_mismatch": (
+        "reconciliation_gap",
+        0.8,
+        "The payout of {payout_amount:.0f} (minor units) differs from the net of its {transaction_count:.0f} "
+        "balance transactions ({transactions_net:.0f}) by {difference:.0f}: money moved without a matching "
+        "ledger entry, most likely an adjustment or fee not reflected in the books.",
+    ),
+    "stripe_charge_without_paid_invoice": (
+        "billing_configuration",
+        0.6,
+        "A succeeded charge of {amount:.0f} (minor units) has no matching paid invoice; the invoice was "
+        "probably left open or the payment was taken outside the billing flow.",
+    ),
+    "hubspot_deal_without_owner": (
+        "crm_data_hygiene",
+        0.85,
+        "The deal has no valid owner in HubSpot, so nobody is accountable for its next step.",
+    ),
+    "hubspot_contact_without_owner": (
+        "crm_data_hygiene",
+        0.85,
+        "The contact has no valid owner in HubSpot, so follow-ups are not routed to anyone.",
+    ),
+    "hubspot_closed_won_without_payment": (
+        "sync_gap",
+        0.6,
+        "The deal was closed-won but no Stripe payment from its contacts matches its amount; either the "
+        "invoice was never sent or the payment is not linked to the deal.",
+    ),
+    "calls_connect_rate_drop": (
+        "list_quality",
+        0.55,
+        "The rep's connect rate fell from {baseline_rate:.0%} to {recent_rate:.0%} over the last week "
+        "({recent_calls:.0f} calls); a drop this sharp usually comes from a new, lower-quality call list.",
+    ),
+    "calls_short_call_ratio": (
+        "rep_performance",
+        0.55,
+        "{ratio:.0%} of the rep's connected calls in the last week ended in under a minute; conversations "
+        "are being cut short before discovery.",
+    ),
+}
+
+
+class _SafeMetrics(dict[str, Any]):
+    def __missing__(self, key: str) -> float:
+        return 0.0
+
+
+def _analyse(facts: dict[str, Any]) -> dict[str, Any]:
+    alert = facts["alert"]
+    root_cause, confidence, template = ANALYST_RULES.get(alert["kind"], ("unknown", 0.3, "{kind}"))
+    narrative = template.format_map(_SafeMetrics(alert.get("metrics") or {}, kind=alert["kind"]))
+    if facts.get("tool_facts"):
+        narrative += f" Checked live: {len(facts['tool_facts'])} record(s) confirm the figures."
+    return {
+        "root_cause": root_cause,
+        "narrative": narrative,
+        "evidence_ids": list(alert.get("evidence_ids") or [])[:20],
+        "confidence": confidence,
+    }
+
+
+def _plan(facts: dict[str, Any]) -> dict[str, Any]:
+    alert = facts["alert"]
+    kind, entity, title = alert["kind"], alert["entity"], alert["title"]
+    metrics = alert.get("metrics") or {}
+    narrative = facts["analysis"]["narrative"]
+    task: dict[str, Any] = {"type": "create_hubspot_task", "subject": f"Follow up: {title}"[:255], "body": narrative,
+            "associated": [entity] if entity["source"] == "hubspot" else []}  # fmt: skip
+    finance: dict[str, Any] = {
+        "type": "flag_finance_review",
+        "summary": f"{title}. {narrative}"[:2000],
+        "entities": [entity],
+    }
+    actions: list[dict[str, Any]]
+    if kind in ("stripe_payout_mismatch", "stripe_charge_without_paid_invoice", "stripe_refund_spike"):
+        amount = metrics.get("difference") or metrics.get("amount")
+        if amount is not None:
+            finance["amount_cents"] = int(abs(amount))
+        actions = [finance]
+    elif kind == "stripe_dispute_spike":
+        actions = [
+            {"type": "open_stripe_dispute_review", "dispute_ids": list(alert.get("evidence_ids") or ["unknown"]),
+             "summary": narrative[:2000]},
+            finance,
+        ]  # fmt: skip
+    elif kind == "stripe_failed_payment_spike":
+        actions = [dict(task, subject="Review failed-payment spike and dunning settings"), finance]
+    elif kind in ("hubspot_deal_without_owner", "hubspot_contact_without_owner"):
+        actions = [dict(task, subject=f"Assign an owner: {title}"[:255])]
+    elif kind == "hubspot_closed_won_without_payment":
+        recipients = [ref for ref in alert.get("related") or [] if ref.get("type") == "contact"] or [entity]
+        actions = [
+            {"type": "draft_customer_message", "recipient": recipients[0], "subject": "Your invoice",
+             "body": "Hello, we could not match a payment to your recent order. Could you confirm how it was "
+                     "paid, or shall we resend the invoice? Thank you."},
+            finance,
+        ]  # fmt: skip
+    elif kind in ("calls_connect_rate_drop", "calls_short_call_ratio"):
+        actions = [dict(task, subject=f"Coaching check-in for rep {entity['id']}: {title}"[:255])]
+    else:
+        actions = [{"type": "no_action"}]
+    for action in actions:
+        action.setdefault("reason", f"Offline rule for {kind}")
+    return {"actions": actions, "rationale": f"Rule-based plan for {kind}: {narrative}"[:4000]}
+
+
+def _summarise(facts: dict[str, Any]) -> dict[str, Any]:
+    alert = facts["alert"]
+    others = facts.get("open_alerts") or []
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    ahead = sum(1 for other in others if order[other["severity"]] < order[alert["severity"]])
+    return {"summary": f"{alert['severity'].upper()}: {alert['title']}", "rank": ahead + 1}
+
+
+RULES = {"watcher.summarise": _summarise, "analyst.analyse": _analyse, "advisor.plan": _plan}
+
+
+class OfflineProvider(LLMProvider):
+    name = "offline"
+    model = "offline-rules-v1"
+
+    def __init__(self, *, latency_ms: int = 0) -> None:
+        self._latency_s = latency_ms / 1000.0
+
+    def generate(self, request: LLMRequest) -> LLMReply:
+        if self._latency_s:
+            time.sleep(self._latency_s)  # simulated model latency, for benchmarks only
+        purpose = (
+            request.facts.get("original_purpose", request.purpose) if request.purpose == "repair" else request.purpose
+        )
+        tool_names = {tool.name for tool in request.tools}
+        answered_tools = any(message.role == "tool" for message in request.messages)
+        if purpose == "analyst.analyse" and "get_record" in tool_names and not answered_tools:
+            entity = request.facts["alert"]["entity"]
+            if entity["source"] == "calls" and entity["type"] == "rep" and "find_records" in tool_names:
+                # a rep is not a stored object: look at the rep's calls instead
+                lookup = {"source": "calls", "object_type": "call", "field": "primaryUserId", "value": entity["id"]}
+                call = ToolCall(id="offline_call_1", name="find_records", input=lookup)
+            else:
+                lookup = {"source": entity["source"], "object_type": entity["type"], "object_id": entity["id"]}
+                call = ToolCall(id="offline_call_1", name="get_record", input=lookup)
+            return LLMReply("", (call,), 0, 0, self.name, self.model, "tool_use")
+        facts = dict(request.facts)
+        if answered_tools:
+            facts["tool_facts"] = [
+                r for m in request.messages if m.role == "tool" for r in m.tool_results if not r.is_error
+            ]
+        answer = RULES[purpose](facts)
+        return LLMReply(json.dumps(answer), (), 0, 0, self.name, self.model, "end_turn")

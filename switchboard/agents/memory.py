@@ -1,0 +1,262 @@
+"""Shared memory for the agents: knowledge_base retrieval (RAG), conversation history, and the
+agent_context cache.
+
+Retrieval uses pgvector when the migration could add `knowledge_base.embedding_vec`, and
+otherwise cosine similarity over the stored float arrays in Python. The default embedder is a
+deterministic feature-hashing embedder (no model download); sentence-transformers can be
+chosen in settings when installed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, delete, select, text
+from sqlalchemy.orm import Session
+
+from switchboard.db.models import AgentContext, AgentConversation, KnowledgeChunk
+from switchboard.errors import ConfigurationError
+
+EMBEDDING_DIM = 256  # must match the pgvector column created by migration 0001
+CHUNK_CHARS = 800
+_TOKEN = re.compile(r"[a-z0-9_]+")
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class HashingEmbedder:
+    """Signed feature hashing of word unigrams and bigrams, L2-normalised: deterministic."""
+
+    name = "hashing-v1"
+    dim = EMBEDDING_DIM
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._one(item) for item in texts]
+
+    def _one(self, content: str) -> list[float]:
+        vector = [0.0] * self.dim
+        words = _TOKEN.findall(content.lower())
+        for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            index = int.from_bytes(digest[:4], "little") % self.dim
+            vector[index] += 1.0 if digest[4] & 1 else -1.0
+        norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+        return [value / norm for value in vector]
+
+
+class SentenceTransformerEmbedder:
+    """Optional: a local sentence-transformers model (the package must be installed)."""
+
+    def __init__(self, model_name: str) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigurationError(
+                "SWITCHBOARD_EMBEDDER=sentence-transformers needs the sentence-transformers package"
+            ) from None
+        self._model = SentenceTransformer(model_name)
+        self.name = f"st:{model_name}"
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [list(map(float, row)) for row in self._model.encode(list(texts), normalize_embeddings=True)]
+
+
+_embedder: Embedder | None = None
+
+
+def get_embedder() -> Embedder:
+    """The configured embedder (built once per process)."""
+    global _embedder
+    if _embedder is None:
+        from switchboard.settings import get_settings
+
+        settings = get_settings()
+        if settings.embedder == "sentence-transformers":
+            _embedder = SentenceTransformerEmbedder(settings.embedder_model)
+        else:
+            _embedder = HashingEmbedder()
+    return _embedder
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def chunk_text(content: str, size: int = CHUNK_CHARS) -> list[str]:
+    """Split on paragraph boundaries into pieces of at most ~size characters."""
+    pieces: list[str] = []
+    current = ""
+    for paragraph in [p.strip() for p in content.split("\n\n") if p.strip()]:
+        while len(paragraph) > size:
+            pieces.append(paragraph[:size])
+            paragraph = paragraph[size:]
+        if current and len(current) + len(paragraph) + 2 > size:
+            pieces.append(current)
+            current = paragraph
+        else:
+            current = f"{current}\n\n{paragraph}" if current else paragraph
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+_vector_column_by_url: dict[str, bool] = {}
+
+
+def _has_vector_column(session: Session) -> bool:
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return False
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    cached = _vector_column_by_url.get(str(engine.url))
+    if cached is None:
+        cached = bool(
+            session.execute(
+                text(
+                    "SELECT 1 FROM information_schema.columns "
+                    "WHERE table_name = 'knowledge_base' AND column_name = 'embedding_vec'"
+                )
+            ).first()
+        )
+        _vector_column_by_url[str(engine.url)] = cached
+    return bool(cached)
+
+
+def upsert_document(
+    session: Session,
+    *,
+    source: str,
+    source_ref: str,
+    content: str,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> bool:
+    """Store a document as embedded chunks; re-embeds only when its content changed. True if written."""
+    content_hash = hashlib.sha256(content.encode()).hexdigest()
+    existing = session.scalars(
+        select(KnowledgeChunk.content_hash).where(
+            KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref
+        )
+    ).all()
+    if existing and all(value == content_hash for value in existing):
+        return False
+    session.execute(
+        delete(KnowledgeChunk).where(KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref)
+    )
+    embedder = get_embedder()
+    pieces = chunk_text(content)
+    vectors = embedder.embed(pieces)
+    rows = [
+        KnowledgeChunk(
+            source=source,
+            source_ref=source_ref,
+            chunk_index=index,
+            content=piece,
+            content_hash=content_hash,
+            embedding=vector,
+            embedding_model=embedder.name,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            meta=meta,
+        )
+        for index, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
+    ]
+    session.add_all(rows)
+    session.flush()
+    if embedder.dim == EMBEDDING_DIM and _has_vector_column(session):
+        for row, vector in zip(rows, vectors, strict=True):
+            session.execute(
+                text("UPDATE knowledge_base SET embedding_vec = CAST(:v AS vector) WHERE id = :id"),
+                {"v": str(vector), "id": row.id},
+            )
+    return True
+
+
+@dataclass(frozen=True)
+class KnowledgeHit:
+    source: str
+    source_ref: str
+    content: str
+    score: float
+
+
+def search_knowledge(session: Session, query: str, *, k: int = 5, candidates: int = 2000) -> list[KnowledgeHit]:
+    """The k chunks most similar to ``query`` (pgvector when present, else cosine in Python)."""
+    embedder = get_embedder()
+    vector = embedder.embed([query])[0]
+    if embedder.dim == EMBEDDING_DIM and _has_vector_column(session):
+        rows = session.execute(
+            text(
+                "SELECT source, source_ref, content, 1 - (embedding_vec <=> CAST(:v AS vector)) AS score "
+                "FROM knowledge_base WHERE embedding_vec IS NOT NULL "
+                "ORDER BY embedding_vec <=> CAST(:v AS vector) LIMIT :k"
+            ),
+            {"v": str(vector), "k": k},
+        ).all()
+        return [KnowledgeHit(r.source, r.source_ref, r.content, float(r.score)) for r in rows]
+    chunks = session.scalars(
+        select(KnowledgeChunk)
+        .where(KnowledgeChunk.embedding_model == embedder.name)
+        .order_by(KnowledgeChunk.updated_at.desc())
+        .limit(candidates)
+    ).all()
+    scored = [
+        KnowledgeHit(chunk.source, chunk.source_ref, chunk.content, cosine(vector, chunk.embedding or []))
+        for chunk in chunks
+    ]
+    scored.sort(key=lambda hit: (-hit.score, hit.source, hit.source_ref))
+    return scored[:k]
+
+
+def recent_conversation(
+    session: Session, entity_type: str, entity_id: str, *, limit: int = 10
+) -> list[AgentConversation]:
+    """The latest messages any agent exchanged about this entity, oldest first."""
+    rows = session.scalars(
+        select(AgentConversation)
+        .where(AgentConversation.entity_type == entity_type, AgentConversation.entity_id == entity_id)
+        .order_by(AgentConversation.created_at.desc(), AgentConversation.id.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))
+
+
+def cached_context(session: Session, scope: str, key: str, *, now: dt.datetime) -> dict[str, Any] | None:
+    """A cached context value, or None when absent or expired."""
+    row = session.scalars(select(AgentContext).where(AgentContext.scope == scope, AgentContext.key == key)).first()
+    if row is None or row.value is None:
+        return None
+    if row.expires_at is not None:
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+        if expires <= now:
+            return None
+    return row.value
+
+
+def store_context(
+    session: Session, scope: str, key: str, value: dict[str, Any], *, now: dt.datetime, ttl_s: float
+) -> None:
+    """Cache ``value`` under (scope, key) until now + ttl_s."""
+    row = session.scalars(select(AgentContext).where(AgentContext.scope == scope, AgentContext.key == key)).first()
+    expires = now + dt.timedelta(seconds=ttl_s)
+    if row is None:
+        session.add(AgentContext(scope=scope, key=key, value=value, expires_at=expires))
+    else:
+        row.value = value
+        row.expires_at = expires

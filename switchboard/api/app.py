@@ -1,0 +1,15 @@
+"""The HTTP API (FastAPI). Routers for ingest, runs, approvals and the dashboard join here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from switchboard import __version__
+from switchboard.api import health
+
+
+def create_app() -> FastAPI:
+    """Build the API application (uvicorn calls this with --factory)."""
+    api = FastAPI(title="Switchboard", version=__version__)
+    api.include_router(health.router)
+    return api

@@ -1,0 +1,115 @@
+"""Human decisions on high-risk actions: list, approve (then execute, effect-once), reject."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from switchboard.contracts import Action
+from switchboard.db.models import AgentRun, Approval, ProactiveInsight
+from switchboard.db.session import session_scope
+from switchboard.errors import Permanent
+from switchboard.integrations import actions
+
+_action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+class ApprovalError(Permanent):
+    """The approval does not exist or is not in a state that allows the decision."""
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    id: int
+    run_id: str
+    action_type: str
+    risk: str
+    status: str
+    summary: str
+    created_at: dt.datetime
+
+
+def _summary(approval: Approval) -> str:
+    action = approval.action or {}
+    return str(action.get("subject") or action.get("summary") or action.get("reason") or approval.action_type)[:200]
+
+
+def list_approvals(status: str | None = "pending", limit: int = 100) -> list[ApprovalView]:
+    """Approvals, newest first (pending only by default)."""
+    with session_scope() as session:
+        query = select(Approval).order_by(Approval.created_at.desc(), Approval.id.desc()).limit(limit)
+        if status:
+            query = query.where(Approval.status == status)
+        return [
+            ApprovalView(a.id, a.run_id, a.action_type, a.risk, a.status, _summary(a), a.created_at)
+            for a in session.scalars(query)
+        ]
+
+
+def _decide(approval_id: int, status: str, by: str, reason: str | None) -> Approval:
+    with session_scope() as session:
+        approval = session.get(Approval, approval_id, with_for_update=True)
+        if approval is None:
+            raise ApprovalError(f"no approval {approval_id}")
+        if approval.status != "pending":
+            raise ApprovalError(f"approval {approval_id} is already {approval.status}")
+        approval.status = status
+        approval.decided_at = dt.datetime.now(dt.UTC)
+        approval.decided_by = by
+        approval.reason = reason
+        if status == "rejected":
+            _finish_run_if_settled(session, approval.run_id)
+        return approval
+
+
+def approve(approval_id: int, *, by: str = "cli") -> str:
+    """Approve and queue the execution; returns the Celery task id."""
+    from switchboard.tasks.actions import execute_approved
+
+    _decide(approval_id, "approved", by, None)
+    return str(execute_approved.delay(approval_id).id)
+
+
+def reject(approval_id: int, *, by: str = "cli", reason: str | None = None) -> None:
+    """Reject: the action will never run."""
+    _decide(approval_id, "rejected", by, reason)
+
+
+def execute_approval(approval_id: int) -> bool:
+    """Execute an approved action once; True when this call performed it."""
+    with session_scope() as session:
+        approval = session.get(Approval, approval_id)
+        if approval is None:
+            raise ApprovalError(f"no approval {approval_id}")
+        if approval.status not in ("approved", "executed"):
+            raise ApprovalError(f"approval {approval_id} is {approval.status}, not approved")
+        action = _action_adapter.validate_python(approval.action)
+        run_id = approval.run_id
+    performed, _ = actions.execute(run_id, action)
+    with session_scope() as session:
+        approval = session.get(Approval, approval_id, with_for_update=True)
+        assert approval is not None
+        approval.status = "executed"
+        _finish_run_if_settled(session, run_id)
+    return performed
+
+
+def _finish_run_if_settled(session: Session, run_id: str) -> None:
+    """A run waiting for approvals is done once none is pending or approved-but-unexecuted."""
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(Approval)
+        .where(Approval.run_id == run_id, Approval.status.in_(("pending", "approved")))
+    )
+    run = session.get(AgentRun, run_id, with_for_update=True)
+    if open_count or run is None or run.status != "awaiting_approval":
+        return
+    run.status = "done"
+    if run.insight_id is not None:
+        insight = session.get(ProactiveInsight, run.insight_id)
+        if insight is not None and insight.run_id == run_id:
+            insight.status = "done"

@@ -1,0 +1,34 @@
+"""Every periodic job in one readable table (name → task, schedule, queue).
+
+Intervals come from settings. Each entry expires after a few intervals, so a beat that ran
+while no worker was up does not leave a pile of identical jobs behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.settings import Settings
+
+WATCHED_SOURCES = ("stripe", "hubspot", "calls")
+
+
+def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The beat schedule for ``settings``."""
+    poll = settings.poll_insights_interval_s
+    scan = settings.watcher_scan_interval_s
+    schedule: dict[str, dict[str, Any]] = {
+        "orchestrator-poll-insights": {
+            "task": "switchboard.tasks.orchestrator.poll_insights",
+            "schedule": poll,
+            "options": {"expires": poll * 5},
+        },
+    }
+    for source in WATCHED_SOURCES:
+        schedule[f"watcher-scan-{source}"] = {
+            "task": "switchboard.tasks.watch.scan",
+            "schedule": scan,
+            "args": ([source],),
+            "options": {"expires": scan},
+        }
+    return schedule

@@ -1,0 +1,118 @@
+"""The Celery application: queues, routes, reliability defaults and signal-hook wiring.
+
+Every setting below is deliberate; the comments say why. Workers start with
+``switchboard worker --queues critical,high`` (reserved capacity) or ``default,low``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Exchange, Queue
+
+from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
+
+# Modules that define tasks; a worker imports them all at start.
+TASK_MODULES = [
+    "switchboard.tasks.probe",
+    "switchboard.tasks.steps",
+    "switchboard.tasks.watch",
+    "switchboard.tasks.actions",
+    "switchboard.tasks.orchestrator",
+]
+
+# Task name patterns → queue level. Agent steps are not routed here: the orchestrator picks
+# their queue per run from severity and SLA slack and passes it explicitly.
+ROUTES_BY_LEVEL = {
+    "switchboard.tasks.orchestrator.*": "high",  # the dispatcher must never wait behind agent work
+    "switchboard.tasks.actions.*": "high",  # a human is waiting on an approved action
+    "switchboard.tasks.watch.*": "default",
+    "switchboard.tasks.ingest.*": "default",
+    "switchboard.tasks.backfill.*": "low",
+    "switchboard.tasks.evals.*": "low",
+}
+
+
+def build_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for ``settings`` (a plain dict, so tests can inspect it)."""
+    exchange = Exchange(f"{settings.queue_prefix}switchboard", type="direct")
+    queues = [
+        Queue(settings.queue_name(level), exchange, routing_key=settings.queue_name(level)) for level in QUEUE_LEVELS
+    ]
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_queues": queues,
+        "task_default_queue": settings.queue_name("default"),
+        "task_default_exchange": exchange.name,
+        "task_default_routing_key": settings.queue_name("default"),
+        "task_routes": {pattern: {"queue": settings.queue_name(level)} for pattern, level in ROUTES_BY_LEVEL.items()},
+        # JSON only: messages carry pydantic contracts dumped to JSON or ids, never pickles
+        # (a pickle from the broker is remote code execution).
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # At-least-once: acknowledge after the task finishes, and re-queue the message when
+        # the worker process dies mid-task (SIGKILL, OOM). Side effects are made effect-once
+        # by idempotency keys, so a redelivery is safe.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A task that *raised* is acknowledged: retries are explicit (self.retry), so a poison
+        # message ends as a recorded failure instead of a redelivery loop.
+        "task_acks_on_failure_or_timeout": True,
+        # One message at a time per process: agent steps are slow LLM calls, and a prefetched
+        # message would sit behind one while another worker idles.
+        "worker_prefetch_multiplier": 1,
+        # Redis priorities: 0 is most urgent. Within one queue, urgent runs go first.
+        "task_default_priority": 5,
+        "broker_transport_options": {
+            # Redis re-delivers an unacked message after this; it must exceed the longest task
+            # and the longest countdown/ETA (ETA messages stay unacked in the worker).
+            "visibility_timeout": settings.visibility_timeout_s,
+            # A worker listening on several queues drains them in the listed order
+            # (critical before high, default before low) instead of round-robin.
+            "queue_order_strategy": "priority",
+            # How often a worker sweeps for messages whose visibility timeout ran out (left
+            # unacked by a worker that died): a tenth of the timeout, at most every 10 s.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_expires": settings.result_expires_s,
+        "task_time_limit": settings.task_time_limit_s,
+        # The soft limit leaves the task time to record its failure: 30 s, or a tenth of short limits.
+        "task_soft_time_limit": settings.task_time_limit_s - max(1, min(30, settings.task_time_limit_s // 10)),
+        # Events feed Flower's live view.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        # Workers start before the broker in docker-compose and after a Redis restart: keep
+        # trying instead of exiting.
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # With acks_late, a task running when the broker connection drops is redelivered
+        # anyway; cancelling it avoids running it twice concurrently.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_concurrency": settings.worker_concurrency or None,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "include": TASK_MODULES,
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A configured Celery app with the beat table and signal hooks attached."""
+    from switchboard.beat_schedule import build_beat_schedule
+    from switchboard.hooks import connect_hooks
+
+    celery = Celery("switchboard")
+    celery.conf.update(build_config(settings))
+    celery.conf.beat_schedule = build_beat_schedule(settings)
+    connect_hooks()
+    return celery
+
+
+app = create_celery(get_settings())

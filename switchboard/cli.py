@@ -1,0 +1,241 @@
+"""`switchboard …`: the operator's command line.
+
+Process commands (worker, beat, api, flower) exec the real Celery/uvicorn program with the
+settings applied, so signals and exit codes are theirs; `standalone` supervises all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from switchboard.errors import ConfigurationError
+from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
+
+cli = typer.Typer(
+    name="switchboard",
+    help="Orchestrate the Watcher, Analyst and Advisor agents on Celery.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from switchboard.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+def _exec(argv: list[str], env: dict[str, str] | None = None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, {**os.environ, **(env or {})})
+
+
+def _parse_levels(queues: str) -> list[str]:
+    levels = [part.strip() for part in queues.split(",") if part.strip()]
+    unknown = [level for level in levels if level not in QUEUE_LEVELS]
+    if unknown or not levels:
+        raise typer.BadParameter(f"queues must be a comma list of {', '.join(QUEUE_LEVELS)}; got {queues!r}")
+    return levels
+
+
+@cli.command()
+def standalone() -> None:
+    """API + worker (all queues) + beat on this machine; embedded SQLite/broker by default."""
+    from switchboard.standalone import run_standalone
+
+    raise typer.Exit(run_standalone(_settings()))
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Queue levels to consume, e.g. critical,high")] = ",".join(QUEUE_LEVELS),
+    concurrency: Annotated[int, typer.Option(help="Processes; 0 = CPU count")] = 0,
+    name: Annotated[str | None, typer.Option(help="Celery node name (default: LEVELS@host)")] = None,
+) -> None:
+    """Run a Celery worker on the given queues."""
+    from switchboard.processes import worker_argv
+
+    settings = _settings()
+    _exec(worker_argv(settings, _parse_levels(queues), name=name, concurrency=concurrency or None))
+
+
+@cli.command()
+def beat() -> None:
+    """Run Celery beat (exactly one per deployment)."""
+    from switchboard.processes import beat_argv
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _exec(beat_argv(settings))
+
+
+@cli.command()
+def api() -> None:
+    """Serve the HTTP API with uvicorn."""
+    from switchboard.processes import api_argv
+
+    _exec(api_argv(_settings()))
+
+
+@cli.command()
+def flower() -> None:
+    """Run Flower (basic auth from SWITCHBOARD_FLOWER_BASIC_AUTH, state under the data dir)."""
+    from switchboard.processes import flower_command
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    argv, env = flower_command(settings)
+    _exec(argv, env)
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision")] = "head",
+    downgrade: Annotated[bool, typer.Option("--downgrade", help="Downgrade to --revision")] = False,
+) -> None:
+    """Bring the database schema to a revision (idempotent)."""
+    from switchboard.db import migrate as migrations
+
+    settings = _settings()
+    if downgrade:
+        before, after = migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
+    else:
+        before, after = migrations.upgrade(settings.database_url, revision)
+    if before == after:
+        typer.echo(f"database already at {after or 'base'}: nothing to do")
+    else:
+        typer.echo(f"database migrated from {before or 'base'} to {after or 'base'}")
+
+
+@cli.command()
+def probe(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait per queue")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Send a probe task to each queue and report which worker ran it."""
+    from switchboard.tasks.probe import probe as probe_task
+
+    settings = _settings()
+    results = {}
+    failed = False
+    for level in QUEUE_LEVELS:
+        queue = settings.queue_name(level)
+        try:
+            results[level] = probe_task.apply_async(queue=queue).get(timeout=timeout)
+        except Exception as error:  # a timeout means no worker consumes the queue
+            results[level] = {"error": f"{type(error).__name__}: no answer within {timeout:.0f} s"}
+            failed = True
+    if as_json:
+        typer.echo(json.dumps(results))
+    else:
+        for level, result in results.items():
+            typer.echo(f"{level:9} {result}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@cli.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the runs")] = 180.0,
+) -> None:
+    """Seed bundled scenarios, run them through real workers, print the runs."""
+    from switchboard.demo.runner import run_demo
+
+    raise typer.Exit(run_demo(_settings(), timeout_s=timeout))
+
+
+runs_cli = typer.Typer(help="Recent agent runs.", invoke_without_command=True, no_args_is_help=False)
+cli.add_typer(runs_cli, name="runs")
+
+
+@runs_cli.callback()
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """The last runs (newest first): a table, or --json."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from switchboard.db.queries import recent_runs
+    from switchboard.demo.runner import render_runs
+
+    _settings()
+    rows = recent_runs(limit)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        render_runs(rows, Console(), f"Last {len(rows)} runs")
+
+
+approvals_cli = typer.Typer(help="High-risk actions waiting for a decision.", no_args_is_help=True)
+cli.add_typer(approvals_cli, name="approvals")
+
+
+@approvals_cli.command("list")
+def approvals_list(
+    status: Annotated[str, typer.Option(help="pending, approved, rejected, executed or all")] = "pending",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List approvals (pending by default)."""
+    from dataclasses import asdict
+
+    from switchboard.approvals import list_approvals
+
+    _settings()
+    rows = list_approvals(None if status == "all" else status)
+    if as_json:
+        typer.echo(json.dumps([asdict(row) for row in rows], default=str))
+        return
+    for row in rows:
+        typer.echo(f"{row.id:>5}  {row.status:9} {row.risk:6} {row.action_type:28} run {row.run_id[:8]}  {row.summary}")
+    if not rows:
+        typer.echo(f"no {status} approvals")
+
+
+@approvals_cli.command("approve")
+def approvals_approve(approval_id: int) -> None:
+    """Approve an action; a worker executes it (once)."""
+    from switchboard.approvals import ApprovalError, approve
+
+    _settings()
+    try:
+        task_id = approve(approval_id)
+    except ApprovalError as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"approval {approval_id} approved; execution queued (task {task_id})")
+
+
+@approvals_cli.command("reject")
+def approvals_reject(
+    approval_id: int, reason: Annotated[str | None, typer.Option(help="Why, for the record")] = None
+) -> None:
+    """Reject an action: it will never run."""
+    from switchboard.approvals import ApprovalError, reject
+
+    _settings()
+    try:
+        reject(approval_id, reason=reason)
+    except ApprovalError as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"approval {approval_id} rejected")
+
+
+def main() -> None:
+    """Console-script entry point: configuration errors become a message and exit code 2."""
+    try:
+        cli()
+    except ConfigurationError as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        sys.exit(2)

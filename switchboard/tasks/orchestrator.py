@@ -1,0 +1,194 @@
+"""The orchestrator: claims due insights, places them (queue, priority) by severity and SLA
+slack, expires routine work past its deadline, and dispatches runs — never one insight twice.
+
+Claiming is `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so orchestrators running at
+once take disjoint batches; on SQLite (one writer at a time) the status change is a
+compare-and-set (`UPDATE … WHERE status = 'new'`) whose row count decides the winner. Per-entity
+concurrency is checked under a transaction-scoped advisory lock per entity on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from switchboard.celery_app import app
+from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
+from switchboard.db.session import session_scope
+from switchboard.scheduling import place
+from switchboard.settings import Settings, get_settings
+from switchboard.tasks.runs import PreparedRun, prepare_run, send_run
+
+log = logging.getLogger("switchboard.orchestrator")
+
+ACTIVE_RUN_STATUSES = ("queued", "running", "retrying")
+ENTITY_BACKOFF = dt.timedelta(seconds=5)
+STEP_RETRY_BUDGET = 5
+
+
+def _entity_key(insight: ProactiveInsight) -> str:
+    return f"{insight.source}:{insight.entity_type}:{insight.entity_id}"
+
+
+def _lock_entities(session: Session, keys: list[str]) -> None:
+    # Serialise the concurrency check per entity across orchestrators (sorted: no deadlocks).
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+def _active_per_entity(session: Session, keys: list[str]) -> Counter[str]:
+    rows = session.execute(
+        select(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id, func.count())
+        .join(AgentRun, AgentRun.insight_id == ProactiveInsight.id)
+        .where(AgentRun.status.in_(ACTIVE_RUN_STATUSES))
+        .group_by(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id)
+    ).all()
+    wanted = set(keys)
+    counts: Counter[str] = Counter()
+    for source, entity_type, entity_id, count in rows:
+        key = f"{source}:{entity_type}:{entity_id}"
+        if key in wanted:
+            counts[key] = int(count)
+    return counts
+
+
+def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> tuple[list[PreparedRun], dict[str, int]]:
+    """Claim due insights and decide each one, inside the caller's transaction."""
+    query = (
+        select(ProactiveInsight)
+        .where(
+            ProactiveInsight.status == "new",
+            or_(ProactiveInsight.next_attempt_at.is_(None), ProactiveInsight.next_attempt_at <= now),
+        )
+        .order_by(ProactiveInsight.sla_deadline.asc(), ProactiveInsight.id.asc())
+        .limit(settings.dispatch_batch_size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    insights = list(session.scalars(query))
+    _lock_entities(session, [_entity_key(i) for i in insights])
+    active = _active_per_entity(session, [_entity_key(i) for i in insights])
+    prepared: list[PreparedRun] = []
+    counts = {"dispatched": 0, "expired": 0, "deferred": 0, "lost_race": 0}
+    for insight in insights:
+        placement = place(insight.severity, insight.sla_deadline, insight.created_at, now, settings)
+        key = _entity_key(insight)
+        if placement.action == "dispatch" and active[key] >= settings.max_runs_per_entity:
+            insight.next_attempt_at = now + ENTITY_BACKOFF
+            counts["deferred"] += 1
+            continue
+        new_status = "expired" if placement.action == "expire" else "queued"
+        claimed = session.execute(
+            update(ProactiveInsight)
+            .where(ProactiveInsight.id == insight.id, ProactiveInsight.status == "new")
+            .values(status=new_status)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            counts["lost_race"] += 1
+            continue
+        if placement.action == "expire":
+            session.add(
+                AgentRun(
+                    insight_id=insight.id,
+                    insight_kind=insight.kind,
+                    status="expired",
+                    error=placement.reason,
+                    finished_at=now,
+                )
+            )
+            insight.status = "expired"
+            counts["expired"] += 1
+            _record(session, None, insight, placement.level, placement.priority, placement.reason, "expired")
+            continue
+        queue = settings.queue_name(placement.level)
+        run = prepare_run(session, insight, queue, placement.priority, now)
+        active[key] += 1
+        prepared.append(run)
+        counts["dispatched"] += 1
+        _record(session, run.run_id, insight, queue, placement.priority, placement.reason, "dispatched")
+    return prepared, counts
+
+
+def _record(
+    session: Session,
+    run_id: str | None,
+    insight: ProactiveInsight,
+    queue: str,
+    priority: int,
+    reason: str,
+    outcome: str,
+) -> None:
+    session.add(
+        AgentDecision(
+            run_id=run_id,
+            agent="orchestrator",
+            kind="dispatch",
+            input={
+                "insight_id": insight.id,
+                "severity": insight.severity,
+                "queue": queue,
+                "priority": priority,
+                "retry_budget": STEP_RETRY_BUDGET,
+                "reason": reason,
+                "attempt": insight.attempts,
+            },
+            output={"outcome": outcome},
+            status="done",
+        )
+    )
+
+
+def resend_stale_runs(now: dt.datetime, settings: Settings) -> int:
+    """Re-send runs queued long ago whose first step never started (the publish was lost)."""
+    cutoff = now - dt.timedelta(seconds=settings.stale_dispatch_s)
+    with session_scope() as session:
+        started = select(AgentStep.run_id).where(AgentStep.run_id == AgentRun.id)
+        stale = session.scalars(
+            select(AgentRun)
+            .where(AgentRun.status == "queued", AgentRun.enqueued_at < cutoff, ~started.exists())
+            .limit(settings.dispatch_batch_size)
+        ).all()
+        runs = [
+            PreparedRun(r.id, _request(r), r.queue or settings.queue_name("default"), r.priority or 5) for r in stale
+        ]
+        for run in stale:
+            run.enqueued_at = now
+    for prepared in runs:
+        send_run(prepared)
+    return len(runs)
+
+
+def _request(run: AgentRun) -> Any:
+    from switchboard.contracts import WatchRequest
+
+    return WatchRequest.model_validate(run.input)
+
+
+def poll(now: dt.datetime | None = None, settings: Settings | None = None) -> dict[str, int]:
+    """One orchestrator pass: claim, place, dispatch (after commit); returns counts."""
+    settings = settings or get_settings()
+    now = now or dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        prepared, counts = claim_and_place(session, now, settings)
+    for run in prepared:
+        send_run(run)
+    counts["resent"] = resend_stale_runs(now, settings)
+    if any(counts.values()):
+        log.info("orchestrator pass: %s", counts)
+    return counts
+
+
+@app.task(name="switchboard.tasks.orchestrator.poll_insights", acks_late=True, ignore_result=True)
+def poll_insights() -> dict[str, int]:
+    """Beat job (and immediate trigger for critical insights): one orchestrator pass."""
+    return poll()

@@ -1,0 +1,94 @@
+"""Building and dispatching runs: a run is chain(watcher, analyst, advisor) on one queue.
+
+`build_run_chain` is pure (it only wires signatures); `prepare_run` records the run inside
+the caller's transaction; `send_run` publishes it after that transaction commits, so a worker
+that picks the message up always finds the run row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from celery import chain
+from celery.canvas import Signature
+from sqlalchemy.orm import Session
+
+from switchboard.contracts import Alert, WatchRequest
+from switchboard.db.models import AgentRun, ProactiveInsight, new_id
+from switchboard.db.session import session_scope
+from switchboard.scheduling import LEVEL_BY_SEVERITY, PRIORITY_BY_LEVEL
+from switchboard.settings import get_settings
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    run_id: str
+    request: WatchRequest
+    queue: str
+    priority: int
+
+
+def build_run_chain(run_id: str, request: WatchRequest, queue: str, priority: int | None) -> Signature:
+    """The run's canvas: each step on ``queue`` (with ``priority`` unless None), the run id on every step."""
+    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+
+    options: dict[str, Any] = {"queue": queue}
+    if priority is not None:
+        options["priority"] = priority
+    return chain(
+        watcher_step.s(request.model_dump(mode="json"), run_id=run_id).set(**options),
+        analyst_step.s(run_id=run_id).set(**options),
+        advisor_step.s(run_id=run_id).set(**options),
+    )
+
+
+def prepare_run(
+    session: Session, insight: ProactiveInsight, queue: str, priority: int, now: dt.datetime
+) -> PreparedRun:
+    """Record a queued run for ``insight`` and mark the insight queued (caller commits)."""
+    run_id = new_id()
+    request = WatchRequest(run_id=run_id, insight_id=insight.id, alert=Alert.model_validate(insight.payload))
+    session.add(
+        AgentRun(
+            id=run_id,
+            insight_id=insight.id,
+            insight_kind=insight.kind,
+            status="queued",
+            queue=queue,
+            priority=priority,
+            enqueued_at=now,
+            input=request.model_dump(mode="json"),
+        )
+    )
+    insight.status = "queued"
+    insight.run_id = run_id
+    insight.queue = queue
+    insight.attempts += 1
+    return PreparedRun(run_id, request, queue, priority)
+
+
+def send_run(prepared: PreparedRun) -> None:
+    """Publish a prepared run's chain."""
+    priority = prepared.priority if get_settings().queue_priorities else None
+    build_run_chain(prepared.run_id, prepared.request, prepared.queue, priority).apply_async()
+
+
+def dispatch_insight(insight_id: int, *, queue: str | None = None, priority: int | None = None) -> str:
+    """Dispatch one insight now, bypassing the orchestrator's policy (demo, replays, tests)."""
+    settings = get_settings()
+    with session_scope() as session:
+        insight = session.get(ProactiveInsight, insight_id, with_for_update=True)
+        if insight is None:
+            raise LookupError(f"no insight {insight_id}")
+        level = LEVEL_BY_SEVERITY[insight.severity]
+        prepared = prepare_run(
+            session,
+            insight,
+            queue or settings.queue_name(level),
+            PRIORITY_BY_LEVEL[level] if priority is None else priority,
+            dt.datetime.now(dt.UTC),
+        )
+    send_run(prepared)
+    return prepared.run_id

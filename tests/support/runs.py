@@ -1,0 +1,47 @@
+"""Helpers for tests that drive real runs through a worker."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
+from switchboard.db.session import get_engine
+
+RUN_TABLES = (
+    "agent_steps", "approvals", "action_executions", "agent_decisions", "agent_conversations", "agent_runs",
+    "proactive_insights", "source_records", "agent_context", "knowledge_base",
+)  # fmt: skip
+
+
+def truncate_run_tables(database_url: str) -> None:
+    """Empty every table a run touches (the session database is shared by the tests)."""
+    with get_engine(database_url).begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(RUN_TABLES)} RESTART IDENTITY CASCADE"))
+
+
+def wait_for_runs(run_ids: list[str], timeout_s: float = 60.0) -> list[dict[str, object]]:
+    """Poll until every run is terminal; returns their summaries (fails on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    runs: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        runs = recent_runs(run_ids=run_ids)
+        if len(runs) == len(run_ids) and all(run["status"] in TERMINAL_RUN_STATUSES for run in runs):
+            return runs
+        time.sleep(0.1)
+    raise AssertionError(f"runs not terminal after {timeout_s:.0f} s: {[(r['run_id'], r['status']) for r in runs]}")
+
+
+def wait_for_status(run_id: str, status: str, timeout_s: float = 30.0) -> dict[str, object]:
+    """Poll one run until it reaches ``status`` (fails on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    run: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        [run] = recent_runs(run_ids=[run_id])
+        if run["status"] == status:
+            return run
+        if run["status"] in ("failed", "expired"):  # final: waiting longer cannot help
+            raise AssertionError(f"run {run_id} is {run['status']}, not {status}: {run.get('error')}")
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} is {run.get('status')}, not {status}, after {timeout_s:.0f} s")

@@ -1,0 +1,46 @@
+"""The README and docker-compose.yml stay in step with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from switchboard.cli import cli
+from switchboard.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"`(SWITCHBOARD_[A-Z0-9_]+)`", readme))
+    # "SWITCHBOARD_QUEUE_CRITICAL / _HIGH" style rows name the rest by suffix.
+    suffixes = set(re.findall(r"`(_[A-Z0-9_]+)`", readme))
+    missing = []
+    for field in Settings.model_fields:
+        variable = ENV_PREFIX + field.upper()
+        if variable in documented:
+            continue
+        if any(variable.endswith(suffix) for suffix in suffixes):
+            continue
+        missing.append(variable)
+    assert missing == []
+
+
+def test_compose_services_run_real_cli_commands() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    commands = {command.name or command.callback.__name__ for command in cli.registered_commands if command.callback}
+    for name, service in services.items():
+        if name in ("postgres", "redis"):
+            continue
+        argv = service["command"]
+        assert argv[0] == "switchboard" and argv[1] in commands, name
+    assert services["worker-critical"]["command"][2:] == ["--queues", "critical,high"]
+    assert services["worker"]["command"][2:] == ["--queues", "default,low"]
+    beats = [name for name, service in services.items() if service.get("command", [None, None])[1:2] == ["beat"]]
+    assert beats == ["beat"] and services["beat"]["deploy"]["replicas"] == 1
+    assert services["migrate"]["restart"] == "no"
+    assert "SWITCHBOARD_FLOWER_BASIC_AUTH" in services["flower"]["environment"]
