@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SWITCHBOARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
     )
     anthropic_base_url: str = "https://api.anthropic.com"
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-5"
     gemini_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SWITCHBOARD_GEMINI_API_KEY", "GEMINI_API_KEY"),

@@ -12,9 +12,12 @@ log = logging.getLogger("switchboard.llm")
 
 # USD per million tokens (input, output), for cost estimates only; unknown models cost 0.
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-sonnet-5": (2.0, 10.0),
+    "claude-opus-5": (5.0, 25.0),
+    "claude-fable-5-1": (10.0, 50.0),
     "claude-haiku-4-5": (1.0, 5.0),
-    "claude-opus-4-1": (15.0, 75.0),
+    "claude-sonnet-4-6": (3.0, 15.0),
+    "claude-sonnet-4-5": (3.0, 15.0),  # deprecated by Anthropic: end of life 2026-11-30
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-pro": (1.25, 10.0),
 }

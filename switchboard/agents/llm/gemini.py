@@ -91,7 +91,7 @@ class GeminiProvider(LLMProvider):
             tokens_out=int(usage.candidates_token_count or 0) if usage else 0,
             provider=self.name,
             model=response.model_version or self.model,
-            stop_reason=str(candidate.finish_reason) if candidate and candidate.finish_reason else None,
+            stop_reason=getattr(candidate.finish_reason, "value", None) if candidate else None,
         )
 
 
