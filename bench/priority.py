@@ -14,6 +14,7 @@ Usage: .venv/bin/python bench/priority.py   (Postgres and Redis as for the tests
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
 import tempfile
@@ -40,7 +41,8 @@ LAYOUTS = {
     "production": {
         "env": {},
         "workers": [["--queues", "critical,high"], ["--queues", "default,low"]],
-        "trigger_queue": "high",
+        "trigger_queue": "critical",
+        "trigger_priority": 0,
     },
     "fifo": {
         "env": {
@@ -52,6 +54,7 @@ LAYOUTS = {
         },
         "workers": [["--queues", "default"], ["--queues", "default"]],
         "trigger_queue": "fifo",
+        "trigger_priority": None,
     },
 }
 
@@ -110,31 +113,52 @@ def measure(layout_name: str, tmp: Path) -> list[float]:
                     row = _insight("critical", f"critical-{n}", dt.datetime.now(dt.UTC), dt.timedelta(minutes=15))
                     critical_ids.append(session.execute(insert(ProactiveInsight).returning(ProactiveInsight.id),
                                                         [row]).scalar_one())  # fmt: skip
-                producer.send_task("switchboard.tasks.orchestrator.poll_insights", queue=layout["trigger_queue"])
+                # what trigger_poll() sends when a scan raises a critical insight
+                producer.send_task("switchboard.tasks.orchestrator.poll_insights", kwargs={"trigger": True},
+                                   queue=layout["trigger_queue"], priority=layout["trigger_priority"])  # fmt: skip
                 time.sleep(CRITICAL_SPREAD_S / CRITICAL)
 
-            def pickups() -> list[float]:
+            def timings() -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
                 with session_scope(url) as session:
                     rows = session.execute(
-                        select(ProactiveInsight.created_at, AgentStep.started_at)
+                        select(ProactiveInsight.created_at, AgentRun.enqueued_at, AgentStep.started_at)
                         .join(AgentRun, AgentRun.insight_id == ProactiveInsight.id)
                         .join(AgentStep, (AgentStep.run_id == AgentRun.id) & (AgentStep.step == "watcher"))
                         .where(ProactiveInsight.id.in_(critical_ids), AgentStep.started_at.is_not(None))
                     ).all()
-                    return [(step - created).total_seconds() * 1000 for created, step in rows]
+                    return [(created, enqueued, step) for created, enqueued, step in rows]
 
-            _wait(lambda: len(pickups()) == CRITICAL, 1800, "every critical run to start")
-            latencies = pickups()
+            _wait(lambda: len(timings()) == CRITICAL, 1800, "every critical run to start")
+            rows = timings()
         producer.close()
+
+    def ms(later: dt.datetime, earlier: dt.datetime) -> float:
+        return (later - earlier).total_seconds() * 1000
+
+    latencies = [ms(step, created) for created, _, step in rows]
+    to_dispatch = [ms(enqueued, created) for created, enqueued, _ in rows]
+    to_start = [ms(step, enqueued) for _, enqueued, step in rows]
     print(f"[{layout_name}] critical pickup ms: p50={percentile(latencies, 0.5):.0f} "
-          f"p99={percentile(latencies, 0.99):.0f} max={max(latencies):.0f}", flush=True)  # fmt: skip
+          f"p99={percentile(latencies, 0.99):.0f} max={max(latencies):.0f} "
+          f"(created->dispatched p50={percentile(to_dispatch, 0.5):.0f} p99={percentile(to_dispatch, 0.99):.0f}; "
+          f"dispatched->started p50={percentile(to_start, 0.5):.0f} p99={percentile(to_start, 0.99):.0f})",
+          flush=True)  # fmt: skip
     return latencies
 
 
 def main() -> None:
+    global BACKLOG, CRITICAL
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--backlog", type=int, default=BACKLOG, help="routine insights queued first")
+    parser.add_argument("--critical", type=int, default=CRITICAL, help="critical insights created over 5 s")
+    parser.add_argument("--layout", choices=[*LAYOUTS, "both"], default="both")
+    args = parser.parse_args()
+    BACKLOG, CRITICAL = args.backlog, args.critical
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        production = measure("production", Path(tmp))
-        fifo = measure("fifo", Path(tmp))
+        production = measure("production", Path(tmp)) if args.layout in ("production", "both") else []
+        fifo = measure("fifo", Path(tmp)) if args.layout in ("fifo", "both") else []
+    if not (production and fifo):
+        return
     critical_p99 = percentile(production, 0.99)
     fifo_p99 = percentile(fifo, 0.99)
     print(

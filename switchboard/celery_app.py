@@ -22,10 +22,16 @@ TASK_MODULES = [
     "switchboard.tasks.orchestrator",
 ]
 
+# Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.
+DISPATCHER_PRIORITY = 0
+PRIORITY_STEPS = [0, 1, 3, 5, 7, 9]
+
 # Task name patterns → queue level. Agent steps are not routed here: the orchestrator picks
 # their queue per run from severity and SLA slack and passes it explicitly.
 ROUTES_BY_LEVEL = {
-    "switchboard.tasks.orchestrator.*": "high",  # the dispatcher must never wait behind agent work
+    # The dispatcher must never wait behind agent work: it rides the critical queue at
+    # DISPATCHER_PRIORITY, ahead of every agent step (critical runs start at priority 1).
+    "switchboard.tasks.orchestrator.*": "critical",
     "switchboard.tasks.actions.*": "high",  # a human is waiting on an approved action
     "switchboard.tasks.watch.*": "default",
     "switchboard.tasks.ingest.*": "default",
@@ -47,7 +53,15 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.queue_name("default"),
         "task_default_exchange": exchange.name,
         "task_default_routing_key": settings.queue_name("default"),
-        "task_routes": {pattern: {"queue": settings.queue_name(level)} for pattern, level in ROUTES_BY_LEVEL.items()},
+        "task_routes": {
+            pattern: {
+                "queue": settings.queue_name(level),
+                **(
+                    {"priority": DISPATCHER_PRIORITY} if "orchestrator" in pattern and settings.queue_priorities else {}
+                ),
+            }
+            for pattern, level in ROUTES_BY_LEVEL.items()
+        },
         # JSON only: messages carry pydantic contracts dumped to JSON or ids, never pickles
         # (a pickle from the broker is remote code execution).
         "task_serializer": "json",
@@ -74,6 +88,9 @@ def build_config(settings: Settings) -> dict[str, Any]:
             # A worker listening on several queues drains them in the listed order
             # (critical before high, default before low) instead of round-robin.
             "queue_order_strategy": "priority",
+            # One Redis list per step: 0 the dispatcher, 1 critical runs, 3 high, 5 default, 7 low
+            # (kombu rounds a priority down to its step, so the defaults 0/3/6/9 would merge 0 and 1).
+            "priority_steps": PRIORITY_STEPS,
             # How often a worker sweeps for messages whose visibility timeout ran out (left
             # unacked by a worker that died): a tenth of the timeout, at most every 10 s.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),

@@ -14,8 +14,9 @@ from switchboard.settings import Settings
 
 LEVEL_BY_SEVERITY = {"critical": "critical", "high": "high", "medium": "default", "low": "low"}
 LEVELS = ("critical", "high", "default", "low")
-# Redis priority within a queue: 0 is the most urgent.
-PRIORITY_BY_LEVEL = {"critical": 0, "high": 3, "default": 5, "low": 7}
+# Redis priority within a queue: 0 is the most urgent and reserved for the orchestrator's own
+# dispatch pass (celery_app.DISPATCHER_PRIORITY), so runs start at 1.
+PRIORITY_BY_LEVEL = {"critical": 1, "high": 3, "default": 5, "low": 7}
 ROUTINE = ("medium", "low")
 
 
@@ -48,7 +49,12 @@ def place(
             return Placement(
                 "expire", level, PRIORITY_BY_LEVEL[level], f"{severity}: SLA deadline passed {-slack_s:.0f} s ago"
             )
-        return Placement("dispatch", "critical", 0, f"{severity}: past SLA deadline by {-slack_s:.0f} s, escalated")
+        return Placement(
+            "dispatch",
+            "critical",
+            PRIORITY_BY_LEVEL["critical"],
+            f"{severity}: past SLA deadline by {-slack_s:.0f} s, escalated",
+        )
     left = slack_s / budget_s
     if left <= settings.escalate_urgent_fraction:
         target = "critical"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from switchboard.celery_app import app
@@ -45,19 +46,24 @@ def _lock_entities(session: Session, keys: list[str]) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
-def _active_per_entity(session: Session, keys: list[str]) -> Counter[str]:
-    rows = session.execute(
-        select(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id, func.count())
-        .join(AgentRun, AgentRun.insight_id == ProactiveInsight.id)
-        .where(AgentRun.status.in_(ACTIVE_RUN_STATUSES))
-        .group_by(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id)
-    ).all()
-    wanted = set(keys)
+def _active_per_entity(session: Session, insights: list[ProactiveInsight]) -> Counter[str]:
+    """Active runs per entity, for the entities of the claimed insights only."""
     counts: Counter[str] = Counter()
-    for source, entity_type, entity_id, count in rows:
-        key = f"{source}:{entity_type}:{entity_id}"
-        if key in wanted:
-            counts[key] = int(count)
+    entities = sorted({(i.source, i.entity_type, i.entity_id) for i in insights}, key=str)
+    for start in range(0, len(entities), 500):
+        rows = session.execute(
+            select(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id, func.count())
+            .join(AgentRun, AgentRun.insight_id == ProactiveInsight.id)
+            .where(
+                AgentRun.status.in_(ACTIVE_RUN_STATUSES),
+                tuple_(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id).in_(
+                    entities[start : start + 500]
+                ),
+            )
+            .group_by(ProactiveInsight.source, ProactiveInsight.entity_type, ProactiveInsight.entity_id)
+        ).all()
+        for source, entity_type, entity_id, count in rows:
+            counts[f"{source}:{entity_type}:{entity_id}"] = int(count)
     return counts
 
 
@@ -75,10 +81,12 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     insights = list(session.scalars(query))
-    _lock_entities(session, [_entity_key(i) for i in insights])
-    active = _active_per_entity(session, [_entity_key(i) for i in insights])
     prepared: list[PreparedRun] = []
     counts = {"dispatched": 0, "expired": 0, "deferred": 0, "lost_race": 0}
+    if not insights:
+        return prepared, counts
+    _lock_entities(session, [_entity_key(i) for i in insights])
+    active = _active_per_entity(session, insights)
     for insight in insights:
         placement = place(insight.severity, insight.sla_deadline, insight.created_at, now, settings)
         key = _entity_key(insight)
@@ -174,21 +182,30 @@ def _request(run: AgentRun) -> Any:
     return WatchRequest.model_validate(run.input)
 
 
-def poll(now: dt.datetime | None = None, settings: Settings | None = None) -> dict[str, int]:
-    """One orchestrator pass: claim, place, dispatch (after commit); returns counts."""
+def poll(now: dt.datetime | None = None, settings: Settings | None = None, *, resend: bool = True) -> dict[str, int]:
+    """One orchestrator pass: claim, place, dispatch (after commit); returns counts.
+
+    `resend=False` (the immediate trigger for critical insights) skips the sweep for lost
+    sends, which the periodic pass does, so a burst of triggers stays cheap."""
     settings = settings or get_settings()
     now = now or dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
     with session_scope() as session:
         prepared, counts = claim_and_place(session, now, settings)
     for run in prepared:
         send_run(run)
-    counts["resent"] = resend_stale_runs(now, settings)
+    counts["resent"] = resend_stale_runs(now, settings) if resend else 0
     if any(counts.values()):
-        log.info("orchestrator pass: %s", counts)
+        log.info("orchestrator pass in %.0f ms: %s", (time.perf_counter() - started) * 1000, counts)
     return counts
 
 
 @app.task(name="switchboard.tasks.orchestrator.poll_insights", acks_late=True, ignore_result=True)
-def poll_insights() -> dict[str, int]:
-    """Beat job (and immediate trigger for critical insights): one orchestrator pass."""
-    return poll()
+def poll_insights(trigger: bool = False) -> dict[str, int]:
+    """Beat job (and, with trigger=True, the immediate trigger for critical insights): one pass."""
+    return poll(resend=not trigger)
+
+
+def trigger_poll() -> None:
+    """Ask for an orchestrator pass now (a new critical insight must not wait for the beat)."""
+    poll_insights.apply_async(kwargs={"trigger": True})  # routed to the critical queue at priority 0

@@ -16,7 +16,7 @@ def scan(sources: list[str]) -> dict[str, Any]:
     insight triggers the orchestrator at once instead of waiting for its next beat."""
     raised = watcher.scan(sources, dt.datetime.now(dt.UTC), get_settings())
     if any(new and severity == "critical" for _, new, severity in raised):
-        from switchboard.tasks.orchestrator import poll_insights
+        from switchboard.tasks.orchestrator import trigger_poll
 
-        poll_insights.delay()
+        trigger_poll()
     return {"insights": [insight_id for insight_id, _, _ in raised], "created": sum(1 for _, new, _ in raised if new)}

@@ -48,3 +48,21 @@ def test_build_config_is_pure() -> None:
     config = build_config(Settings(queue_prefix="x.", broker_url="redis://h:1/0", database_url="sqlite:///x"))
     assert [queue.name for queue in config["task_queues"]] == ["x.critical", "x.high", "x.default", "x.low"]
     assert config["broker_url"] == "redis://h:1/0"
+
+
+def test_the_dispatcher_goes_ahead_of_every_agent_step() -> None:
+    from kombu.transport.redis import Channel
+
+    from switchboard.celery_app import DISPATCHER_PRIORITY
+    from switchboard.scheduling import PRIORITY_BY_LEVEL
+
+    settings = get_settings()
+    route = app.amqp.router.route({}, "switchboard.tasks.orchestrator.poll_insights")
+    assert route["queue"].name == settings.queue_name("critical")
+    assert route["priority"] == DISPATCHER_PRIORITY
+    # kombu rounds a message priority down to its step: the dispatcher and critical runs
+    # must land in different Redis lists, the dispatcher's drained first.
+    channel = Channel.__new__(Channel)
+    channel.priority_steps = app.conf.broker_transport_options["priority_steps"]
+    buckets = [channel.priority(p) for p in (DISPATCHER_PRIORITY, *PRIORITY_BY_LEVEL.values())]
+    assert buckets == sorted(set(buckets)), buckets

@@ -30,7 +30,7 @@ def test_fresh_work_goes_to_its_severity_queue(severity: str, expected_level: st
 def test_aging_routine_work_is_escalated_before_its_deadline() -> None:
     assert _placed("medium", 4, 2.5) == ("dispatch", "default", 5)  # 62% of the SLA left
     assert _placed("medium", 4, 1.5) == ("dispatch", "high", 3)  # 37% left: one level up
-    assert _placed("medium", 4, 0.5) == ("dispatch", "critical", 0)  # 12% left: critical
+    assert _placed("medium", 4, 0.5) == ("dispatch", "critical", 1)  # 12% left: critical
     assert _placed("low", 24, 10) == ("dispatch", "default", 5)
 
 
@@ -38,12 +38,12 @@ def test_routine_work_past_its_deadline_expires_or_escalates_per_settings() -> N
     assert _placed("low", 24, -1)[0] == "expire"
     assert _placed("medium", 4, -0.1)[0] == "expire"
     escalate = Settings(database_url="sqlite://", broker_url="redis://x:1/0", expired_routine_policy="escalate")
-    assert _placed("low", 24, -1, escalate) == ("dispatch", "critical", 0)
+    assert _placed("low", 24, -1, escalate) == ("dispatch", "critical", 1)
 
 
 def test_urgent_work_past_its_deadline_is_escalated_never_expired() -> None:
-    assert _placed("high", 1, -0.5) == ("dispatch", "critical", 0)
-    assert _placed("critical", 0.25, -0.1) == ("dispatch", "critical", 0)
+    assert _placed("high", 1, -0.5) == ("dispatch", "critical", 1)
+    assert _placed("critical", 0.25, -0.1) == ("dispatch", "critical", 1)
 
 
 def test_reason_says_why() -> None:
