@@ -6,8 +6,8 @@ orchestrator (beat every 2 s), then 50 critical insights created over 5 s the wa
 scan creates them (insight row, then the orchestrator's immediate trigger). Pickup latency is
 insight created → its run's watcher step started.
 
-  production: worker `critical,high` (4 processes) + worker `default,low` (4 processes), priorities on
-  fifo:       two workers (4 processes each) on one queue, no priorities
+  production: worker `critical,high` (8 processes) + worker `default,low` (4 processes), priorities on
+  fifo:       two workers (6 processes each) on one queue, no priorities — the same 12 processes
 
 Usage: .venv/bin/python bench/priority.py   (Postgres and Redis as for the tests)
 """
@@ -35,12 +35,14 @@ BACKLOG = 2000
 CRITICAL = 50
 CRITICAL_SPREAD_S = 5.0
 OFFLINE_CALL_MS = 50  # 4 model calls per run: 200 ms per run
-CONCURRENCY = "4"
 
 LAYOUTS = {
     "production": {
         "env": {},
-        "workers": [["--queues", "critical,high"], ["--queues", "default,low"]],
+        "workers": [
+            ["--queues", "critical,high", "--concurrency", "8"],
+            ["--queues", "default,low", "--concurrency", "4"],
+        ],
         "trigger_queue": "critical",
         "trigger_priority": 0,
     },
@@ -52,7 +54,7 @@ LAYOUTS = {
             "SWITCHBOARD_QUEUE_LOW": "fifo",
             "SWITCHBOARD_QUEUE_PRIORITIES": "false",
         },
-        "workers": [["--queues", "default"], ["--queues", "default"]],
+        "workers": [["--queues", "default", "--concurrency", "6"], ["--queues", "default", "--concurrency", "6"]],
         "trigger_queue": "fifo",
         "trigger_priority": None,
     },
@@ -95,7 +97,7 @@ def measure(layout_name: str, tmp: Path) -> list[float]:
         producer = Celery(broker=env["SWITCHBOARD_BROKER_URL"])
         with Processes(tmp) as processes:
             for index, worker_args in enumerate(layout["workers"]):
-                args = ["worker", *worker_args, "--concurrency", CONCURRENCY, "--name", f"{layout_name}{index}@%h"]
+                args = ["worker", *worker_args, "--name", f"{layout_name}{index}@%h"]
                 processes.start(f"{layout_name}-worker-{index}", args, env)
             processes.start(f"{layout_name}-beat", ["beat"], env)
 
