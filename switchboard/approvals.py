@@ -14,6 +14,7 @@ from switchboard.db.models import AgentRun, Approval, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.errors import Permanent
 from switchboard.integrations import actions
+from switchboard.integrations.resilience import CallContext
 
 _action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
 
@@ -89,7 +90,7 @@ def execute_approval(approval_id: int) -> bool:
             raise ApprovalError(f"approval {approval_id} is {approval.status}, not approved")
         action = _action_adapter.validate_python(approval.action)
         run_id = approval.run_id
-    performed, _ = actions.execute(run_id, action)
+    performed, _ = actions.execute(run_id, action, CallContext(run_id=run_id, step="approval", agent="advisor"))
     with session_scope() as session:
         approval = session.get(Approval, approval_id, with_for_update=True)
         assert approval is not None

@@ -20,6 +20,7 @@ TASK_MODULES = [
     "switchboard.tasks.watch",
     "switchboard.tasks.actions",
     "switchboard.tasks.orchestrator",
+    "switchboard.tasks.integrations",
 ]
 
 # Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.
@@ -35,6 +36,7 @@ ROUTES_BY_LEVEL = {
     "switchboard.tasks.actions.*": "high",  # a human is waiting on an approved action
     "switchboard.tasks.watch.*": "default",
     "switchboard.tasks.ingest.*": "default",
+    "switchboard.tasks.integrations.*": "default",
     "switchboard.tasks.backfill.*": "low",
     "switchboard.tasks.evals.*": "low",
 }

@@ -23,7 +23,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole for scripts
 
 
 def _settings() -> Settings:
@@ -175,6 +175,40 @@ def runs(
         typer.echo(json.dumps(rows))
     else:
         render_runs(rows, Console(), f"Last {len(rows)} runs")
+
+
+@cli.command()
+def failures(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """Failed runs (newest first) with the step that failed and the stored reason."""
+    from switchboard.replay import failed_runs
+
+    _settings()
+    rows = failed_runs(limit)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(f"{row['run_id']}  {row['insight_kind'] or '-':36} {row['failed_step'] or '-':8} {row['error']}")
+    if not rows:
+        typer.echo("no failed runs")
+
+
+@cli.command()
+def replay(run_id: str) -> None:
+    """Re-run a failed run from its failed step; finished steps and executed actions are not repeated."""
+    from switchboard.replay import ReplayError
+    from switchboard.replay import replay as replay_run
+
+    _settings()
+    try:
+        step = replay_run(run_id)
+    except ReplayError as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"run {run_id} queued again from its {step} step")
 
 
 approvals_cli = typer.Typer(help="High-risk actions waiting for a decision.", no_args_is_help=True)

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     calls_api_key: SecretStr | None = None
     calls_api_base: str = "https://api.gong.io"
 
+    # --- integration resilience (switchboard/integrations/resilience.py) --------------------
+    # Request budget per second, per integration and account, shared by every worker process.
+    stripe_rate_per_s: float = Field(default=25.0, gt=0)
+    hubspot_rate_per_s: float = Field(default=10.0, gt=0)
+    calls_rate_per_s: float = Field(default=3.0, gt=0)
+    # Bucket size: with a burst of 1, no 1-second window sees more than rate + 1 requests.
+    integration_burst: int = Field(default=1, ge=1)
+    integration_max_attempts: int = Field(default=5, ge=1)
+    integration_backoff_base_s: float = Field(default=1.0, gt=0)
+    integration_backoff_cap_s: float = Field(default=60.0, gt=0)
+    integration_timeout_s: float = Field(default=20.0, gt=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+
     # --- LLM providers -----------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(
         default=None,

@@ -22,6 +22,7 @@ from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, acti
 from switchboard.db.models import AgentStep, Approval
 from switchboard.db.session import session_scope
 from switchboard.integrations import actions
+from switchboard.integrations.resilience import CallContext
 from switchboard.settings import Settings
 
 # The least risk each action type carries, whatever the model says.
@@ -137,6 +138,8 @@ def apply_plan(plan: ActionPlan, settings: Settings) -> dict[str, int]:
                         pass  # a concurrent attempt queued it
             counts["awaiting_approval"] += 1
             continue
-        performed, _ = actions.execute(plan.run_id, action)
+        performed, _ = actions.execute(
+            plan.run_id, action, CallContext(run_id=plan.run_id, step="advisor", agent="advisor")
+        )
         counts["executed" if performed else "already_done"] += 1
     return counts

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from switchboard.db.models import AgentDecision
 from switchboard.db.session import session_scope
@@ -23,7 +23,9 @@ def summarise_output(output: Any) -> dict[str, Any]:
     return {"truncated": text[:SUMMARY_CHARS], "chars": len(text)}
 
 
-def start(run_id: str | None, step: str | None, agent: str | None, tool: str, arguments: dict[str, Any]) -> int:
+def start(
+    run_id: str | None, step: str | None, agent: str | None, tool: str, arguments: dict[str, Any], *, attempts: int = 1
+) -> int:
     """Insert a pending row for a call about to be made; returns its id."""
     with session_scope() as session:
         row = AgentDecision(
@@ -34,7 +36,7 @@ def start(run_id: str | None, step: str | None, agent: str | None, tool: str, ar
             tool=tool,
             input=redact(arguments),
             status="pending",
-            attempts=1,
+            attempts=attempts,
         )
         session.add(row)
         session.flush()
@@ -61,3 +63,62 @@ def finish(
         values["attempts"] = attempts
     with session_scope() as session:
         session.execute(update(AgentDecision).where(AgentDecision.id == row_id).values(**values))
+
+
+def failed_attempts(run_id: str, step: str | None, tool: str, arguments: dict[str, Any]) -> int:
+    """How many earlier attempts of this exact call (same run, step, tool and input) failed
+    transiently since its last permanent failure: the attempt number of a call survives the
+    Celery retries between attempts, and a replay of the run starts counting again."""
+    wanted = json.loads(json.dumps(redact(arguments), default=str))
+    with session_scope() as session:
+        rows = session.execute(
+            select(AgentDecision.input, AgentDecision.status)
+            .where(
+                AgentDecision.run_id == run_id,
+                AgentDecision.step == step,
+                AgentDecision.tool == tool,
+                AgentDecision.kind == "tool_call",
+                AgentDecision.status.in_(("retrying", "failed")),
+            )
+            .order_by(AgentDecision.id)
+        ).all()
+    count = 0
+    for row_input, status in rows:
+        if row_input == wanted:
+            count = count + 1 if status == "retrying" else 0  # a replay starts a fresh budget
+    return count
+
+
+def outcome_unknown(
+    run_id: str, step: str | None, tool: str, arguments: dict[str, Any], *, resolved_by: tuple[str, str] | None = None
+) -> bool:
+    """Whether an earlier attempt of this exact call may have taken effect without our knowing:
+    it never finished (the worker died) or failed without an HTTP 4xx answer (5xx, timeout,
+    connection lost). A 4xx — 429 included — means the API did not perform it.
+
+    `resolved_by` = (lookup tool, marker): a later successful lookup whose input contains the
+    marker settled the question (it found nothing), so it is not asked again."""
+    wanted = json.loads(json.dumps(redact(arguments), default=str))
+    tools = [tool] + ([resolved_by[0]] if resolved_by else [])
+    with session_scope() as session:
+        rows = session.execute(
+            select(AgentDecision.tool, AgentDecision.input, AgentDecision.status, AgentDecision.error_message)
+            .where(
+                AgentDecision.run_id == run_id,
+                AgentDecision.step == step,
+                AgentDecision.tool.in_(tools),
+                AgentDecision.kind == "tool_call",
+            )
+            .order_by(AgentDecision.id)
+        ).all()
+    unknown = False
+    for row_tool, row_input, status, message in rows:
+        if resolved_by and row_tool == resolved_by[0]:
+            if status == "done" and resolved_by[1] in json.dumps(row_input):
+                unknown = False
+            continue
+        if row_input != wanted:
+            continue
+        if status == "pending" or (status in ("retrying", "failed") and "HTTP 4" not in str(message or "")):
+            unknown = True
+    return unknown

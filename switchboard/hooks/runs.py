@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from switchboard.agents.context import StepContext, pop_context
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
 from switchboard.db.session import session_scope
+from switchboard.integrations.resilience import Deferred
 from switchboard.redaction import redact, scrub
 
 log = logging.getLogger("switchboard.hooks")
@@ -208,11 +209,12 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
             return
         step = _step_row(session, run_id, step_name, agent)
         _add_usage(step, run, ctx)
+        deferred = isinstance(getattr(reason, "exc", None), Deferred)  # nothing was sent: not a retry
         step.status = "retrying"
-        step.retries += 1
+        step.retries += 0 if deferred else 1
         step.error = scrub(f"{type(reason).__name__}: {reason}")[:4000]
         run.status = "retrying"
-        run.retries += 1
+        run.retries += 0 if deferred else 1
     log.warning("run %s step %s retrying: %s", run_id, step_name, scrub(str(reason))[:300])
 
 

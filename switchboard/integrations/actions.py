@@ -8,6 +8,7 @@ A redelivered task finds the key `done` and skips; one that died mid-effect find
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -24,14 +25,32 @@ from switchboard.contracts import (
 )
 from switchboard.db.models import ActionExecution
 from switchboard.db.session import session_scope
+from switchboard.integrations.resilience import CallContext
+from switchboard.settings import get_settings
 
 log = logging.getLogger("switchboard.actions")
 
 
-def _perform(action: Action) -> dict[str, Any]:
-    """The effect itself. Until an external destination is configured for a type, the effect
-    is Switchboard's own durable record of the action (shown in runs and the dashboard)."""
+def _perform(action: Action, context: CallContext, *, may_exist: bool) -> dict[str, Any]:
+    """The effect itself. Where no external destination is configured (no HubSpot token, say),
+    the effect is Switchboard's own durable record of the action (shown in runs and the dashboard)."""
+    settings = get_settings()
     match action:
+        case CreateHubSpotTask() if settings.hubspot_access_token is not None:
+            from switchboard.integrations.hubspot import HubSpotClient
+
+            due = dt.datetime.now(dt.UTC) + dt.timedelta(days=action.due_in_days)
+            task = HubSpotClient(settings, context).create_task(
+                idempotency_key=action.idempotency_key,
+                subject=action.subject,
+                body=action.body,
+                owner_id=action.owner_id,
+                due_at_ms=int(due.timestamp() * 1000),
+                associations=[],
+                may_exist=may_exist,
+            )
+            return {"destination": "hubspot", "delivered": True, "task_id": task.get("id"),
+                    "deduplicated": task.get("deduplicated", False)}  # fmt: skip
         case CreateHubSpotTask():
             return {"destination": "switchboard", "delivered": False, "subject": action.subject,
                     "note": "HubSpot delivery not configured: task recorded for follow-up"}  # fmt: skip
@@ -47,9 +66,10 @@ def _perform(action: Action) -> dict[str, Any]:
     raise AssertionError(f"unhandled action type {action.type}")
 
 
-def execute(run_id: str, action: Action) -> tuple[bool, dict[str, Any]]:
+def execute(run_id: str, action: Action, context: CallContext | None = None) -> tuple[bool, dict[str, Any]]:
     """Perform ``action`` once; returns (performed_now, result). Safe to call again."""
     key = action.idempotency_key
+    context = context or CallContext(run_id=run_id)
     with session_scope() as session:
         existing = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).first()
         if existing is not None and existing.status == "done":
@@ -62,7 +82,8 @@ def execute(run_id: str, action: Action) -> tuple[bool, dict[str, Any]]:
                     )
             except IntegrityError:  # another worker claimed it first: it performs the effect
                 return False, {"skipped": "claimed by a concurrent execution"}
-    result = _perform(action)
+    # A row already `executing` means an earlier attempt may have performed the effect.
+    result = _perform(action, context, may_exist=existing is not None)
     with session_scope() as session:
         row = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).one()
         row.status = "done"

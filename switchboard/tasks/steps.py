@@ -19,6 +19,7 @@ from switchboard.contracts import ActionPlan, Analysis, Contract, WatchRequest, 
 from switchboard.db.models import AgentStep
 from switchboard.db.session import session_scope
 from switchboard.errors import Permanent, Retryable
+from switchboard.integrations.resilience import Deferred
 from switchboard.settings import get_settings
 
 # task name → (step, agent): the hooks record only these tasks.
@@ -36,6 +37,31 @@ def retry_countdown(retries: int, retry_after_s: float | None) -> float:
     cap = get_settings().retry_backoff_cap_s
     backoff = random.uniform(0, min(cap, BACKOFF_BASE_S * (2**retries)))
     return min(cap, max(backoff, retry_after_s or 0.0))
+
+
+DEFERRALS_HEADER = "sb_deferrals"
+
+
+def defer(task: Task[Any, Any], deferred: Deferred) -> Exception:
+    """Re-queue ``task`` because a call could not be made now (open circuit, spent rate budget).
+    Nothing was sent, so a deferral does not use up the task's retry budget."""
+    request = task.request
+    deferrals = int(request.get(DEFERRALS_HEADER) or 0) + 1
+    headers = {**(request.headers or {}), DEFERRALS_HEADER: deferrals}
+    headers.pop("sb_enqueued_at", None)  # the re-queued message gets its own send time
+    return task.retry(  # type: ignore[no-any-return]
+        exc=deferred, countdown=deferred.retry_after_s or 1.0, max_retries=request.retries + 1, headers=headers
+    )
+
+
+def real_retries(task: Task[Any, Any]) -> int:
+    """Retries of the task so far, not counting deferrals (which sent nothing)."""
+    return int(task.request.retries or 0) - int(task.request.get(DEFERRALS_HEADER) or 0)
+
+
+def retry_budget(task: Task[Any, Any]) -> int:
+    """The task's max_retries, not counting deferrals."""
+    return int(task.max_retries or 0) + int(task.request.get(DEFERRALS_HEADER) or 0)
 
 
 def _completed_output(run_id: str, step: str) -> dict[str, Any] | None:
@@ -64,12 +90,14 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
                 return body(ctx, payload).model_dump(mode="json")
             except Permanent:
                 raise
+            except Deferred as deferred:  # nothing was sent (open circuit, rate budget): no retry used up
+                raise defer(self, deferred) from None
             except Retryable as error:
-                raise self.retry(
-                    exc=error, countdown=retry_countdown(self.request.retries, error.retry_after_s)
-                ) from None
+                countdown = retry_countdown(real_retries(self), error.retry_after_s)
+                raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
             except Exception as error:  # unexpected: retried a bounded number of times, then failed
-                raise self.retry(exc=error, countdown=retry_countdown(self.request.retries, None)) from None
+                countdown = retry_countdown(real_retries(self), None)
+                raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
 
         STEP_TASKS[name] = (step, agent)
         return run_step

@@ -1,0 +1,100 @@
+"""Failed runs and their replay: re-run a failed run from the step that failed, with the input
+that step received (persisted by the hooks). Steps that already finished are not re-run, and
+side effects that already happened are not repeated: every action claims its idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from celery import chain
+from sqlalchemy import select
+
+from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
+from switchboard.db.session import session_scope
+from switchboard.errors import SwitchboardError
+from switchboard.settings import get_settings
+
+STEP_ORDER = ("watcher", "analyst", "advisor")
+
+
+class ReplayError(SwitchboardError):
+    """The run cannot be replayed (unknown, not failed, or nothing to replay from)."""
+
+
+def failed_runs(limit: int = 50) -> list[dict[str, Any]]:
+    """The newest failed runs with the step that failed and the stored reason."""
+    with session_scope() as session:
+        runs = session.scalars(
+            select(AgentRun).where(AgentRun.status == "failed").order_by(AgentRun.created_at.desc()).limit(limit)
+        ).all()
+        out = []
+        for run in runs:
+            step = session.scalars(
+                select(AgentStep.step).where(AgentStep.run_id == run.id, AgentStep.status == "failed")
+            ).first()
+            out.append(
+                {
+                    "run_id": run.id,
+                    "insight_id": run.insight_id,
+                    "insight_kind": run.insight_kind,
+                    "failed_step": step,
+                    "error": run.error,
+                    "retries": run.retries,
+                    "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                }
+            )
+        return out
+
+
+def replay(run_id: str, *, by: str = "cli") -> str:
+    """Queue a failed run again from its failed step; returns that step's name."""
+    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+
+    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
+    with session_scope() as session:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            raise ReplayError(f"no run {run_id}")
+        if run.status != "failed":
+            raise ReplayError(f"run {run_id} is {run.status}: only failed runs can be replayed")
+        failed = session.scalars(
+            select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == "failed").order_by(AgentStep.id)
+        ).first()
+        if failed is None or failed.step not in tasks:
+            raise ReplayError(f"run {run_id} has no failed agent step to replay from")
+        if failed.input is None or "raw" in failed.input:
+            raise ReplayError(
+                f"run {run_id}: the {failed.step} step's input was not stored as JSON; it cannot be replayed"
+            )
+        payload, step_name = dict(failed.input), failed.step
+        queue = run.queue or get_settings().queue_name("default")
+        priority = run.priority
+        previous_error = run.error
+        run.status = "queued"
+        run.error = None
+        run.finished_at = None
+        if run.insight_id is not None:
+            insight = session.get(ProactiveInsight, run.insight_id)
+            if insight is not None:
+                insight.status = "queued"
+        session.add(
+            AgentDecision(
+                run_id=run_id,
+                step=step_name,
+                agent="operator",
+                kind="replay",
+                input={"from_step": step_name, "by": by, "previous_error": previous_error},
+                output={"queued_at": dt.datetime.now(dt.UTC).isoformat()},
+                status="done",
+            )
+        )
+    options: dict[str, Any] = {"queue": queue}
+    if priority is not None and get_settings().queue_priorities:
+        options["priority"] = priority
+    remaining = STEP_ORDER[STEP_ORDER.index(step_name) :]
+    signatures = [tasks[remaining[0]].s(payload, run_id=run_id).set(**options)]
+    signatures += [tasks[name].s(run_id=run_id).set(**options) for name in remaining[1:]]
+    chain(*signatures).apply_async()
+    return step_name
