@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     hubspot_client_secret: SecretStr | None = None
     calls_api_key: SecretStr | None = None
     calls_api_base: str = "https://api.gong.io"
+    calls_provider: Literal["gong"] = "gong"  # one module per vendor: switchboard/integrations/calls/
 
     # --- integration resilience (switchboard/integrations/resilience.py) --------------------
     # Request budget per second, per integration and account, shared by every worker process.

@@ -59,6 +59,17 @@ def _perform(action: Action, context: CallContext, *, may_exist: bool) -> dict[s
                     "subject": action.subject, "body": action.body}}  # fmt: skip
         case FlagFinanceReview():
             return {"destination": "switchboard", "queue": "finance_review", "summary": action.summary}
+        case OpenStripeDisputeReview() if settings.stripe_api_key is not None:
+            from switchboard.integrations.stripe_client import StripeAPI
+
+            client = StripeAPI(settings, context)
+            flagged = [
+                client.flag_dispute_for_review(
+                    dispute_id, idempotency_key=f"{action.idempotency_key}:{dispute_id}", note=action.summary
+                )["id"]
+                for dispute_id in action.dispute_ids
+            ]
+            return {"destination": "stripe", "delivered": True, "dispute_ids": flagged}
         case OpenStripeDisputeReview():
             return {"destination": "switchboard", "queue": "dispute_review", "dispute_ids": action.dispute_ids}
         case NoAction():

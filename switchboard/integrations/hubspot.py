@@ -31,6 +31,18 @@ def key_token(idempotency_key: str) -> str:
     return KEY_TOKEN_PREFIX + "".join(ch for ch in idempotency_key.split(":")[-1] if ch.isalnum())[:32]
 
 
+_clients: dict[tuple[str, str], HubSpot] = {}
+
+
+def _sdk_client(token: str, base: str) -> HubSpot:
+    """One SDK client per process and configuration (its API clients keep connection pools)."""
+    key = (token, base.rstrip("/"))
+    if key not in _clients:
+        # retry=Retry(total=0): urllib3 must not retry; Celery owns retries (resilience.py).
+        _clients[key] = HubSpot(access_token=token, retry=Retry(total=0, redirect=0), host=key[1])
+    return _clients[key]
+
+
 class HubSpotClient:
     def __init__(self, settings: Settings | None = None, context: CallContext | None = None) -> None:
         self.settings = settings or get_settings()
@@ -38,12 +50,7 @@ class HubSpotClient:
             raise ConfigurationError("SWITCHBOARD_HUBSPOT_ACCESS_TOKEN is not set")
         self.context = context or CallContext()
         self.timeout = policy_for("hubspot", self.settings).timeout_s
-        # retry=Retry(total=0): urllib3 must not retry; Celery owns retries (resilience.py).
-        self._api = HubSpot(
-            access_token=self.settings.hubspot_access_token.get_secret_value(),
-            retry=Retry(total=0, redirect=0),
-            host=self.settings.hubspot_api_base.rstrip("/"),
-        )
+        self._api = _sdk_client(self.settings.hubspot_access_token.get_secret_value(), self.settings.hubspot_api_base)
         self.account = "default"
         self._limiter = RateLimiter(shared_redis(self.settings), "hubspot", self.account, policy_for("hubspot"))
 

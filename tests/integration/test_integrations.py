@@ -249,6 +249,7 @@ def test_circuit_breaker_shared_by_two_worker_processes(
     assert [r for r in after[1:] if r.wall < probe.done_wall] == [], "more than one probe while half-open"
     assert client.hget("switchboard:breaker:hubspot", "state") == b"closed"
     assert int(client.hget("switchboard:breaker:hubspot", "opened") or 0) == 1
+    client.close()
     print(f"breaker: {len(storm)} requests before it opened, 0 while open, 1 probe, then {len(after) - 1} more")
 
 

@@ -93,6 +93,7 @@ def test_two_orchestrators_dispatch_5000_insights_exactly_once(
     queued = sum(client.llen(key) for key in client.scan_iter(f"{prefix}*"))
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
+    client.close()
     assert queued == 5000
     print(f"orchestrator shares: {totals}")
 
