@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
+
 from switchboard.settings import Settings
 
 WATCHED_SOURCES = ("stripe", "hubspot", "calls")
@@ -23,6 +25,11 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": poll,
             "options": {"expires": poll * 5},
         },
+    }
+    schedule["nightly-eval"] = {
+        "task": "switchboard.tasks.evals.nightly",
+        "schedule": crontab(hour=settings.eval_cron_hour, minute=settings.eval_cron_minute),
+        "options": {"expires": 3600},
     }
     for source in WATCHED_SOURCES:
         schedule[f"watcher-scan-{source}"] = {

@@ -21,6 +21,7 @@ TASK_MODULES = [
     "switchboard.tasks.actions",
     "switchboard.tasks.orchestrator",
     "switchboard.tasks.integrations",
+    "switchboard.tasks.evals",
 ]
 
 # Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.

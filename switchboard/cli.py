@@ -211,6 +211,59 @@ def replay(run_id: str) -> None:
     typer.echo(f"run {run_id} queued again from its {step} step")
 
 
+@cli.command("eval")
+def eval_command(
+    suite: Annotated[str, typer.Option(help="stripe, hubspot, calls or all")] = "all",
+    provider: Annotated[
+        str | None, typer.Option(help="offline, anthropic or gemini for every agent (default: as configured)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON")] = False,
+) -> None:
+    """Run the eval scenarios through real workers, score them, compare with the baseline.
+
+    Exit 0: no regression; 1: a regression (an insight is raised); 2: the eval could not run."""
+    from switchboard.evals.harness import EvalError, run_eval
+    from switchboard.evals.scenarios import ScenarioError
+
+    if provider not in (None, "offline", "anthropic", "gemini"):
+        console.print(f"[red]switchboard:[/red] unknown provider {provider!r}: use offline, anthropic or gemini")
+        raise typer.Exit(2)
+    settings = _settings()
+    from switchboard.db import migrate
+
+    migrate.upgrade(settings.database_url)
+    from switchboard.demo.runner import broker_running
+
+    try:
+        with broker_running(settings, console):
+            result = run_eval(suite=suite, provider=provider)
+    except (EvalError, ScenarioError) as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), default=str))
+        raise typer.Exit(result.exit_code)
+    from rich.table import Table
+
+    table = Table(title=f"Eval {result.eval_run_id[:8]}: {result.provider}/{result.model}, {result.seconds:.1f} s")
+    for column in ("scenario", "suite", "result", "problems"):
+        table.add_column(column)
+    for item in result.results:
+        verdict = "[green]pass[/green]" if item["passed"] else "[red]FAIL[/red]"
+        table.add_row(item["scenario"], item["suite"], verdict, "; ".join(item["problems"]))
+    out = Console()
+    out.print(table)
+    out.print(" ".join(f"{key}={value}" for key, value in result.scores.items()))
+    if result.regressions:
+        out.print(f"[red]REGRESSION against {result.baseline_id}:[/red] " + "; ".join(result.regressions))
+    else:
+        out.print(
+            f"no regression ({'baseline ' + result.baseline_id if result.baseline_id else 'first run: baseline'})"
+        )
+    out.print(f"reports: {result.report_json} {result.report_html}")
+    raise typer.Exit(result.exit_code)
+
+
 approvals_cli = typer.Typer(help="High-risk actions waiting for a decision.", no_args_is_help=True)
 cli.add_typer(approvals_cli, name="approvals")
 

@@ -31,8 +31,11 @@ AlertKind = Literal[
     "hubspot_deal_without_owner",
     "hubspot_contact_without_owner",
     "hubspot_closed_won_without_payment",
+    "hubspot_duplicate_company",
+    "hubspot_stale_deal",
     "calls_connect_rate_drop",
     "calls_short_call_ratio",
+    "calls_no_next_step",
 ]
 
 RootCause = Literal[

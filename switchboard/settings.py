@@ -147,10 +147,27 @@ class Settings(BaseSettings):
     eval_cron_hour: int = Field(default=2, ge=0, le=23)
     eval_cron_minute: int = Field(default=0, ge=0, le=59)
 
+    # --- evaluation (switchboard/evals) ----------------------------------------------------------
+    # Where scenarios run: empty means a fresh SQLite file per eval run under data_dir/evals.
+    # It must never be the production database: every scenario empties it first.
+    eval_database_url: str = ""
+    eval_provider: Literal["", "offline", "anthropic", "gemini"] = ""  # nightly run; empty: as configured
+    eval_regression_threshold: float = Field(default=0.05, ge=0, le=1)
+    eval_timeout_s: float = Field(default=300.0, gt=0)
+    # Detectors switched off by name (comma-separated), e.g. a noisy one while it is tuned.
+    disabled_detectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- operations ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None  # "user:password[,user2:password2]"
+
+    @field_validator("disabled_detectors", mode="before")
+    @classmethod
+    def _split_detectors(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -190,6 +207,14 @@ class Settings(BaseSettings):
                 if not (user and sep and password):
                     raise ValueError("must be user:password pairs separated by commas")
         return value
+
+    @model_validator(mode="after")
+    def _check_eval_database(self) -> Settings:
+        if self.eval_database_url and self.eval_database_url == self.database_url:
+            raise ValueError(
+                "SWITCHBOARD_EVAL_DATABASE_URL must not be SWITCHBOARD_DATABASE_URL: evals empty their store"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_visibility_timeout(self) -> Settings:

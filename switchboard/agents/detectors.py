@@ -51,7 +51,12 @@ HIGH_VALUE_DEAL = 10_000.0
 CLOSED_WON_GRACE = dt.timedelta(days=3)
 CLOSED_WON_LOOKBACK = dt.timedelta(days=60)
 PAYMENT_SEARCH_BEFORE_CLOSE = dt.timedelta(days=30)
+STALE_DEAL_AFTER = dt.timedelta(days=14)  # an open deal this far past its close date
+OPEN_DEAL_EXCLUDED = ("closedwon", "closedlost")
 # Calls
+MIN_CALLS_FOR_NEXT_STEP = 10  # connected calls of 5+ minutes in the last week
+NEXT_STEP_MIN_DURATION_S = 300
+NO_NEXT_STEP_THRESHOLD = 0.6
 CALLS_RECENT = dt.timedelta(days=7)
 CALLS_BASELINE = dt.timedelta(days=28)
 MIN_RECENT_CALLS = 15
@@ -239,13 +244,17 @@ def stripe_payout_mismatch(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
 
 def stripe_charge_without_paid_invoice(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
     """A succeeded charge, older than the grace period, that no paid invoice accounts for."""
-    invoices = facts.of("stripe", "invoice")
-    paid_by_charge = {str(i.data.get("charge")) for i in invoices if i.data.get("status") == "paid"}
-    paid_ids = {i.object_id for i in invoices if i.data.get("status") == "paid"}
+    paid = {i.object_id: i for i in facts.of("stripe", "invoice") if i.data.get("status") == "paid"}
+    paid_by_charge = {str(i.data.get("charge")): i for i in paid.values()}
     for charge in facts.of("stripe", "charge"):
         if charge.data.get("status") != "succeeded" or not _in(charge, now - INVOICE_LOOKBACK, now - INVOICE_GRACE):
             continue
-        if charge.object_id in paid_by_charge or charge.data.get("invoice") in paid_ids:
+        invoice = paid_by_charge.get(charge.object_id) or paid.get(str(charge.data.get("invoice")))
+        # A paid invoice in another currency does not account for the charge (a currency mismatch).
+        if (
+            invoice is not None
+            and str(invoice.data.get("currency") or "").lower() == str(charge.data.get("currency") or "").lower()
+        ):
             continue
         amount = int(charge.data.get("amount") or 0)
         currency = str(charge.data.get("currency") or "").upper()
@@ -370,6 +379,45 @@ def hubspot_closed_won_without_payment(facts: Facts, now: dt.datetime) -> Iterat
         )  # fmt: skip
 
 
+def _domain(company: Record) -> str:
+    raw = str(_props(company).get("domain") or "").strip().lower()
+    return raw.removeprefix("www.")
+
+
+def hubspot_duplicate_company(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
+    """Two or more companies with the same domain: deals and contacts get split between them."""
+    by_domain: dict[str, list[Record]] = defaultdict(list)
+    for company in facts.of("hubspot", "company"):
+        if domain := _domain(company):
+            by_domain[domain].append(company)
+    for domain, companies in sorted(by_domain.items()):
+        if len(companies) < 2:
+            continue
+        ids = sorted(c.object_id for c in companies)
+        yield _alert(
+            "hubspot_duplicate_company", "hubspot", "low", f"{len(ids)} companies share the domain {domain}",
+            ("company", ids[0]), now, metrics={"duplicates": len(ids)}, evidence=ids,
+            related=[("hubspot", "company", i) for i in ids[1:]], dedupe=f"hubspot_duplicate_company:{domain}",
+        )  # fmt: skip
+
+
+def hubspot_stale_deal(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
+    """An open deal whose close date passed long ago: its stage no longer reflects reality."""
+    for deal in facts.of("hubspot", "deal"):
+        props = _props(deal)
+        if props.get("dealstage") in OPEN_DEAL_EXCLUDED or not props.get("closedate"):
+            continue
+        overdue = now - _close_date(deal)
+        if overdue < STALE_DEAL_AFTER:
+            continue
+        yield _alert(
+            "hubspot_stale_deal", "hubspot", "medium",
+            f"Deal '{props.get('dealname') or deal.object_id}' is still '{props.get('dealstage')}' "
+            f"{overdue.days} days after its close date",
+            ("deal", deal.object_id), now, metrics={"days_overdue": overdue / DAY}, evidence=[deal.object_id],
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- Calls
 
 
@@ -426,6 +474,28 @@ def calls_short_call_ratio(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
         )  # fmt: skip
 
 
+def calls_no_next_step(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
+    """Most of a rep's substantial conversations end without an agreed next step (no action
+    items in the call's content)."""
+    for rep, calls in sorted(_calls_by_rep(facts).items()):
+        long_calls = [
+            c for c in calls
+            if _in(c, now - CALLS_RECENT, now) and _connected(c)
+            and _amount(c.data.get("duration")) >= NEXT_STEP_MIN_DURATION_S and "actionItems" in c.data
+        ]  # fmt: skip
+        if len(long_calls) < MIN_CALLS_FOR_NEXT_STEP:
+            continue
+        without = [c for c in long_calls if not c.data.get("actionItems")]
+        ratio = len(without) / len(long_calls)
+        if ratio < NO_NEXT_STEP_THRESHOLD:
+            continue
+        yield _alert(
+            "calls_no_next_step", "calls", "medium",
+            f"Rep {rep}: {ratio:.0%} of substantial calls ended without a next step", ("rep", rep), now,
+            metrics={"ratio": ratio, "calls": len(long_calls)}, evidence=[c.object_id for c in without],
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- registry
 
 # detector → (the source its alerts belong to, the sources whose records it reads)
@@ -438,8 +508,11 @@ DETECTORS: dict[Detector, tuple[str, tuple[str, ...]]] = {
     hubspot_deal_without_owner: ("hubspot", ("hubspot",)),
     hubspot_contact_without_owner: ("hubspot", ("hubspot",)),
     hubspot_closed_won_without_payment: ("hubspot", ("hubspot", "stripe")),
+    hubspot_duplicate_company: ("hubspot", ("hubspot",)),
+    hubspot_stale_deal: ("hubspot", ("hubspot",)),
     calls_connect_rate_drop: ("calls", ("calls",)),
     calls_short_call_ratio: ("calls", ("calls",)),
+    calls_no_next_step: ("calls", ("calls",)),
 }
 
 
@@ -450,11 +523,18 @@ def inputs_for(sources: Iterable[str]) -> list[str]:
     return sorted(needed | wanted)
 
 
-def run_detectors(facts: Facts, now: dt.datetime, *, sources: Iterable[str] | None = None) -> list[Alert]:
-    """All alerts the detectors of `sources` (default: every source) find, in a stable order."""
+def run_detectors(
+    facts: Facts, now: dt.datetime, *, sources: Iterable[str] | None = None, disabled: Iterable[str] = ()
+) -> list[Alert]:
+    """All alerts the detectors of `sources` (default: every source) find, in a stable order;
+    detectors named in `disabled` (SWITCHBOARD_DISABLED_DETECTORS) do not run."""
     wanted = set(sources) if sources is not None else None
+    off = set(disabled)
+    unknown = off - {detector.__name__ for detector in DETECTORS}
+    if unknown:
+        raise ValueError(f"SWITCHBOARD_DISABLED_DETECTORS names unknown detectors: {sorted(unknown)}")
     alerts: list[Alert] = []
     for detector, (source, _reads) in DETECTORS.items():
-        if wanted is None or source in wanted:
+        if (wanted is None or source in wanted) and detector.__name__ not in off:
             alerts.extend(detector(facts, now))
     return alerts

@@ -96,7 +96,8 @@ def scan(sources: Iterable[str], now: dt.datetime, settings: Settings) -> list[t
     """Run the detectors over stored data and raise their alerts; [(insight id, created, severity)]."""
     source_list = list(sources)
     with session_scope() as session:
-        alerts = run_detectors(load_facts(session, sources=source_list, now=now), now, sources=source_list)
+        facts = load_facts(session, sources=source_list, now=now)
+        alerts = run_detectors(facts, now, sources=source_list, disabled=settings.disabled_detectors)
         return [(*raise_insight(session, alert, now, settings), alert.severity) for alert in alerts]
 
 
@@ -116,7 +117,8 @@ def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.d
     alert = request.alert
     ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
     with session_scope() as session:
-        current = run_detectors(load_facts(session, sources=[alert.source], now=now), now, sources=[alert.source])
+        facts = load_facts(session, sources=[alert.source], now=now)
+        current = run_detectors(facts, now, sources=[alert.source], disabled=settings.disabled_detectors)
     refreshed = next((fresh for fresh in current if fresh.dedupe_key == alert.dedupe_key), alert)
     others = _open_alerts(alert.source, request.insight_id)
     llm_request = LLMRequest(

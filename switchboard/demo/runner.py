@@ -28,7 +28,8 @@ ALL_SOURCES = ["stripe", "hubspot", "calls"]
 
 
 @contextlib.contextmanager
-def _broker(settings: Settings, console: Console) -> Iterator[None]:
+def broker_running(settings: Settings, console: Console) -> Iterator[None]:
+    """The embedded broker for the duration (started when it is the configured one and not up)."""
     if not settings.uses_embedded_broker or embedded_broker_answers(settings):
         yield
         return
@@ -111,7 +112,7 @@ def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console |
 
     console = console or Console()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _broker(settings, console):
+    with broker_running(settings, console):
         migrate.upgrade(settings.database_url)
         with _worker(settings, console):
             now = dt.datetime.now(dt.UTC)

@@ -29,6 +29,7 @@ from switchboard.tasks.runs import PreparedRun, prepare_run, send_run
 log = logging.getLogger("switchboard.orchestrator")
 
 ACTIVE_RUN_STATUSES = ("queued", "running", "retrying")
+AGENT_SOURCES = ("stripe", "hubspot", "calls")
 ENTITY_BACKOFF = dt.timedelta(seconds=5)
 STEP_RETRY_BUDGET = 5
 
@@ -73,6 +74,7 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
         select(ProactiveInsight)
         .where(
             ProactiveInsight.status == "new",
+            ProactiveInsight.source.in_(AGENT_SOURCES),  # e.g. an eval regression is for a human, not an agent run
             or_(ProactiveInsight.next_attempt_at.is_(None), ProactiveInsight.next_attempt_at <= now),
         )
         .order_by(ProactiveInsight.sla_deadline.asc(), ProactiveInsight.id.asc())

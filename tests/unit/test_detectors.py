@@ -277,3 +277,48 @@ def test_demo_data_raises_exactly_the_expected_anomalies() -> None:
     records = [Record(r.source, r.object_type, r.object_id, r.occurred_at, r.data) for r in demo_records(NOW)]
     found = kinds(run_detectors(Facts(records), NOW))
     assert sorted(found) == sorted((e.kind, e.entity_id) for e in EXPECTED)
+
+
+def test_duplicate_companies_and_stale_deals() -> None:
+    records = [
+        hubspot("company", "co1", domain="acme.example"),
+        hubspot("company", "co2", domain="www.ACME.example"),
+        hubspot("company", "co3", domain="globex.example"),
+        hubspot("deal", "d_stale", dealname="Old", dealstage="contractsent", hubspot_owner_id="o1",
+                closedate=(NOW - dt.timedelta(days=30)).isoformat()),
+        hubspot("deal", "d_recent", dealname="New", dealstage="contractsent", hubspot_owner_id="o1",
+                closedate=(NOW - dt.timedelta(days=3)).isoformat()),
+        hubspot("deal", "d_won", dealname="Won", dealstage="closedwon", hubspot_owner_id="o1",
+                closedate=(NOW - dt.timedelta(days=90)).isoformat()),
+    ]  # fmt: skip
+    [duplicate] = list(d.hubspot_duplicate_company(Facts(records), NOW))
+    assert (duplicate.entity.id, [r.id for r in duplicate.related]) == ("co1", ["co2"])
+    assert duplicate.dedupe_key == "hubspot_duplicate_company:acme.example"
+    [stale] = list(d.hubspot_stale_deal(Facts(records), NOW))
+    assert stale.entity.id == "d_stale" and stale.metrics["days_overdue"] == pytest.approx(30)
+
+
+def test_currency_mismatch_is_a_charge_without_paid_invoice() -> None:
+    at = NOW - dt.timedelta(hours=3)
+    records = [
+        rec("stripe", "charge", "ch_eur", at, status="succeeded", amount=5000, currency="eur", invoice="in_usd"),
+        rec("stripe", "invoice", "in_usd", at, status="paid", charge="ch_eur", currency="usd"),
+    ]
+    [alert] = list(d.stripe_charge_without_paid_invoice(Facts(records), NOW))
+    assert alert.entity.id == "ch_eur"
+
+
+def test_no_next_step_ratio() -> None:
+    def call(n: int, items: list[str] | None) -> Record:
+        data: dict[str, Any] = {"primaryUserId": "rep", "disposition": "connected", "duration": 600}
+        if items is not None:
+            data["actionItems"] = items
+        return rec("calls", "call", f"c{n}", NOW - dt.timedelta(hours=n + 1), **data)
+
+    vague = [call(n, [] if n < 8 else ["send proposal"]) for n in range(12)]
+    [alert] = list(d.calls_no_next_step(Facts(vague), NOW))
+    assert alert.metrics["ratio"] == pytest.approx(8 / 12)
+    clear = [call(n, ["book demo"] if n < 8 else []) for n in range(12)]
+    assert list(d.calls_no_next_step(Facts(clear), NOW)) == []
+    unknown = [call(n, None) for n in range(12)]  # no content fetched: nothing to judge
+    assert list(d.calls_no_next_step(Facts(unknown), NOW)) == []

@@ -62,6 +62,21 @@ ANALYST_RULES: dict[str, tuple[str, float, str]] = {
         "The deal was closed-won but no Stripe payment from its contacts matches its amount; either the "
         "invoice was never sent or the payment is not linked to the deal.",
     ),
+    "hubspot_duplicate_company": (
+        "crm_data_hygiene",
+        0.8,
+        "{duplicates:.0f} company records share one domain, so contacts and deals are split between them.",
+    ),
+    "hubspot_stale_deal": (
+        "crm_data_hygiene",
+        0.7,
+        "The deal's close date passed {days_overdue:.0f} days ago but its stage was never updated.",
+    ),
+    "calls_no_next_step": (
+        "rep_performance",
+        0.55,
+        "{ratio:.0%} of the rep's substantial calls in the last week ended without an agreed next step.",
+    ),
     "calls_connect_rate_drop": (
         "list_quality",
         0.55,
@@ -124,6 +139,10 @@ def _plan(facts: dict[str, Any]) -> dict[str, Any]:
         actions = [dict(task, subject="Review failed-payment spike and dunning settings"), finance]
     elif kind in ("hubspot_deal_without_owner", "hubspot_contact_without_owner"):
         actions = [dict(task, subject=f"Assign an owner: {title}"[:255])]
+    elif kind == "hubspot_duplicate_company":
+        actions = [dict(task, subject=f"Merge duplicate companies: {title}"[:255])]
+    elif kind == "hubspot_stale_deal":
+        actions = [dict(task, subject=f"Update the deal stage: {title}"[:255])]
     elif kind == "hubspot_closed_won_without_payment":
         recipients = [ref for ref in alert.get("related") or [] if ref.get("type") == "contact"] or [entity]
         actions = [
@@ -132,7 +151,7 @@ def _plan(facts: dict[str, Any]) -> dict[str, Any]:
                      "paid, or shall we resend the invoice? Thank you."},
             finance,
         ]  # fmt: skip
-    elif kind in ("calls_connect_rate_drop", "calls_short_call_ratio"):
+    elif kind in ("calls_connect_rate_drop", "calls_short_call_ratio", "calls_no_next_step"):
         actions = [dict(task, subject=f"Coaching check-in for rep {entity['id']}: {title}"[:255])]
     else:
         actions = [{"type": "no_action"}]

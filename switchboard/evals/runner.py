@@ -1,0 +1,147 @@
+"""The eval runner: a Switchboard process pointed at the isolated eval store.
+
+`switchboard eval` starts it with the eval database, a private queue prefix and the chosen
+providers in its environment. For each scenario it empties the store, seeds the scenario's
+records, runs the Watcher's scan, dispatches every insight through a real worker (started here,
+on the private queues), waits for the runs and writes what happened as JSON. Scoring happens in
+the parent (`harness.py`), which owns the production database.
+
+Usage (internal): python -m switchboard.evals.runner --out results.json [--suite S] [--scenario N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from switchboard.agents import watcher
+from switchboard.db import migrate
+from switchboard.db.models import AgentRun, AgentStep, Approval, Base, EvalResult, EvalRun, ProactiveInsight
+from switchboard.db.queries import TERMINAL_RUN_STATUSES
+from switchboard.db.records import upsert_records
+from switchboard.db.session import get_engine, session_scope
+from switchboard.evals.scenarios import Scenario, load_scenarios
+from switchboard.processes import child_env, worker_argv
+from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
+from switchboard.tasks.runs import dispatch_insight
+
+SOURCES = ["stripe", "hubspot", "calls"]
+KEEP = {EvalRun.__tablename__, EvalResult.__tablename__, "alembic_version"}
+RUN_TIMEOUT_S = 90.0
+
+
+def reset_store(settings: Settings) -> None:
+    """Empty every table of the eval store (children first)."""
+    with get_engine(settings.database_url).begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name not in KEEP:
+                connection.execute(delete(table))
+
+
+def _worker_ready(name: str, timeout_s: float) -> bool:
+    from switchboard.celery_app import app
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replies = app.control.ping(destination=[name], timeout=0.5) or []
+        if any(name in reply for reply in replies):
+            return True
+    return False
+
+
+def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, Any]:
+    reset_store(settings)
+    now = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+    with session_scope() as session:
+        upsert_records(session, scenario.build(now))
+    raised = watcher.scan(SOURCES, now, settings)
+    run_ids = [dispatch_insight(insight_id) for insight_id, _, _ in raised]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    runs: list[AgentRun] = []
+    while True:
+        with session_scope() as session:
+            runs = list(session.scalars(select(AgentRun).where(AgentRun.id.in_(run_ids))))
+            session.expunge_all()
+        if all(run.status in (*TERMINAL_RUN_STATUSES, "awaiting_approval") for run in runs):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    outcome: dict[str, Any] = {"scenario": scenario.name, "alerts": [], "runs": [],
+                               "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    with session_scope() as session:
+        for insight in session.scalars(select(ProactiveInsight).order_by(ProactiveInsight.id)):
+            outcome["alerts"].append({"kind": insight.kind, "entity": insight.entity_id, "severity": insight.severity,
+                                      "run_id": insight.run_id})  # fmt: skip
+        for run_id in run_ids:
+            run = session.get(AgentRun, run_id)
+            if run is None:
+                continue
+            steps = {s.step: s for s in session.scalars(select(AgentStep).where(AgentStep.run_id == run_id))}
+            analyst = steps.get("analyst")
+            advisor = steps.get("advisor")
+            plan = (advisor.output or {}) if advisor is not None and advisor.status == "done" else {}
+            approvals = session.scalars(select(Approval.action_type).where(Approval.run_id == run_id)).all()
+            outcome["runs"].append({
+                "run_id": run_id, "kind": run.insight_kind, "status": run.status, "error": run.error,
+                "latency_ms": run.latency_ms, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
+                "provider": run.provider, "model": run.model,
+                "root_cause": (analyst.output or {}).get("root_cause") if analyst is not None else None,
+                "actions": [a.get("type") for a in plan.get("actions") or []],
+                "awaiting_approval": list(approvals),
+            })  # fmt: skip
+    return outcome
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--suite", default="all")
+    parser.add_argument("--scenario", action="append", default=[])
+    args = parser.parse_args()
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    scenarios = [s for s in load_scenarios(args.suite) if not args.scenario or s.name in args.scenario]
+    name = f"eval-{os.getpid()}@%h"
+    log_path = settings.data_dir / "eval-worker.log"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        worker = subprocess.Popen(
+            worker_argv(settings, list(QUEUE_LEVELS), name=name, concurrency=4),
+            env=child_env(settings), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        import socket
+
+        if not _worker_ready(name.replace("%h", socket.gethostname()), 60):
+            print(f"the eval worker did not start; see {log_path}", file=sys.stderr)
+            return 2
+        results = []
+        for scenario in scenarios:
+            results.append(run_scenario(scenario, settings))
+            print(f"  {scenario.name}: {len(results[-1]['alerts'])} alert(s) in {results[-1]['seconds']:.2f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        args.out.write_text(json.dumps({"scenarios": results}, default=str))
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Eval scenarios: one YAML file each under `switchboard/evals/fixtures/`, holding its input data
+and its expectations.
+
+```yaml
+name: stripe_payout_mismatch          # unique; the file name without .yaml
+suite: stripe                         # stripe | hubspot | calls
+description: A payout 123.45 USD above the net of its balance transactions.
+records:                              # stored source records; `at` is an offset from now
+  - {source: stripe, type: payout, id: po_1, at: -2d, data: {amount: 15345, status: paid}}
+series:                               # deterministic generated records (see SERIES)
+  - {kind: stripe_charges, days: 15, per_day: 30, failed_today: 12, failed_other: 1}
+expect:
+  alerts: [{kind: stripe_payout_mismatch, entity: po_1, severity: high}]   # [] for negatives
+  root_causes: {stripe_payout_mismatch: reconciliation_gap}
+  actions: {stripe_payout_mismatch: [flag_finance_review]}
+  forbidden_actions: [draft_customer_message]
+```
+
+Strings of the form `{now}`, `{now-5d}`, `{now+2h}` inside `data` become ISO timestamps, and
+`{ts:now-5d}` a Unix timestamp, so fixtures stay valid whatever day they run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from switchboard.contracts import ROOT_CAUSES, ActionType, AlertKind
+from switchboard.db.records import RecordIn
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SUITES = ("stripe", "hubspot", "calls")
+_OFFSET = re.compile(r"^([+-]?\d+(?:\.\d+)?)([dhm])$")
+_TEMPLATE = re.compile(r"^\{(ts:)?now(?:([+-]\d+(?:\.\d+)?[dhm]))?\}$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+class ScenarioError(ValueError):
+    """A fixture file is malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ExpectedAlert:
+    kind: str
+    entity: str
+    severity: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    suite: str
+    description: str
+    records: list[dict[str, Any]]
+    series: list[dict[str, Any]]
+    alerts: list[ExpectedAlert]
+    root_causes: dict[str, str] = field(default_factory=dict)
+    actions: dict[str, list[str]] = field(default_factory=dict)
+    forbidden_actions: list[str] = field(default_factory=list)
+
+    @property
+    def negative(self) -> bool:
+        return not self.alerts
+
+    def build(self, now: dt.datetime) -> list[RecordIn]:
+        """The scenario's records for a given `now` (same input, same output)."""
+        out = [
+            RecordIn(
+                r["source"],
+                r["type"],
+                str(r["id"]),
+                now + offset(r.get("at", "0m")),
+                {"id": str(r["id"]), **_render(r.get("data") or {}, now)},
+            )
+            for r in self.records
+        ]
+        for spec in self.series:
+            out += SERIES[spec["kind"]](now, {k: v for k, v in spec.items() if k != "kind"})
+        return out
+
+
+def offset(text: str | int | float) -> dt.timedelta:
+    match = _OFFSET.match(str(text).strip())
+    if not match:
+        raise ScenarioError(f"bad time offset {text!r}: use e.g. -2d, -3h, -90m")
+    return dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def _render(value: Any, now: dt.datetime) -> Any:
+    if isinstance(value, dict):
+        return {key: _render(item, now) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render(item, now) for item in value]
+    if isinstance(value, str) and (match := _TEMPLATE.match(value)):
+        moment = now + (offset(match.group(2)) if match.group(2) else dt.timedelta())
+        return int(moment.timestamp()) if match.group(1) else moment.isoformat()
+    return value
+
+
+# --------------------------------------------------------------------------- series
+
+
+def _stripe_charges(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
+    """`days` of `per_day` charges ending now; `failed_today` / `failed_other` failures a day;
+    succeeded charges get paid invoices (unless `invoices: false`)."""
+    out: list[RecordIn] = []
+    currency = spec.get("currency", "usd")
+    for day in range(int(spec.get("days", 15))):
+        failed = int(spec.get("failed_today", 1) if day == 0 else spec.get("failed_other", 1))
+        for n in range(int(spec.get("per_day", 30))):
+            at = now - dt.timedelta(days=day + 1) + dt.timedelta(minutes=30 * n + 7)
+            charge_id = f"ch_s{day}_{n}"
+            status = "failed" if n < failed else "succeeded"
+            invoice_id = f"in_s{day}_{n}" if status == "succeeded" and spec.get("invoices", True) else None
+            out.append(RecordIn("stripe", "charge", charge_id, at, {
+                "id": charge_id, "amount": 2500, "currency": currency, "status": status, "invoice": invoice_id,
+                "customer": f"cus_s{n % 9}", "created": int(at.timestamp()), "amount_refunded": 0}))  # fmt: skip
+            if invoice_id:
+                out.append(RecordIn("stripe", "invoice", invoice_id, at, {
+                    "id": invoice_id, "status": "paid", "charge": charge_id, "amount_paid": 2500,
+                    "currency": currency}))  # fmt: skip
+    return out
+
+
+def _stripe_daily(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
+    """`object_type` (refund | dispute) counts per day, `counts[0]` being the last 24 hours."""
+    object_type = spec["object_type"]
+    out = []
+    for day, count in enumerate(spec["counts"]):
+        for n in range(int(count)):
+            at = now - dt.timedelta(days=day, hours=1, minutes=7 * n)
+            object_id = f"{object_type[:2]}_s{day}_{n}"
+            out.append(RecordIn("stripe", object_type, object_id, at, {
+                "id": object_id, "amount": 1500, "currency": "usd", "charge": f"ch_x{day}_{n}",
+                "status": "needs_response" if object_type == "dispute" else "succeeded",
+                "created": int(at.timestamp())}))  # fmt: skip
+    return out
+
+
+def _stripe_payout(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
+    """A payout with balance transactions `nets`, paid out `delta` minor units more than their sum."""
+    payout_id = spec["id"]
+    at = now - abs(offset(spec.get("ago", "2d")))
+    out = []
+    nets = [int(n) for n in spec["nets"]]
+    for index, net in enumerate(nets):
+        txn_id = f"txn_{payout_id}_{index}"
+        out.append(RecordIn("stripe", "balance_transaction", txn_id, at - dt.timedelta(hours=5), {
+            "id": txn_id, "amount": net + 30, "fee": 30, "net": net, "type": "charge", "payout": payout_id,
+            "currency": spec.get("currency", "usd")}))  # fmt: skip
+    out.append(RecordIn("stripe", "payout", payout_id, at, {
+        "id": payout_id, "amount": sum(nets) + int(spec.get("delta", 0)), "status": spec.get("status", "paid"),
+        "currency": spec.get("currency", "usd"), "created": int(at.timestamp())}))  # fmt: skip
+    return out
+
+
+def _calls_rep(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
+    """A rep's calls: `recent` [total, connected] in the last 7 days, `baseline` [total, connected]
+    in the 28 days before; `short` of the recent connected calls last under a minute;
+    `next_steps` [with, without] gives recent connected calls action items (or none)."""
+    rep = spec["rep"]
+    out: list[RecordIn] = []
+    duration = int(spec.get("duration", 420))
+    short = int(spec.get("short", 0))
+    with_steps, _without_steps = (spec.get("next_steps") or [None, None])[:2]
+    for label, (total, connected), start, span in (("r", spec.get("recent", [0, 0]), 0.0, 7.0),
+                                                    ("b", spec.get("baseline", [0, 0]), 7.0, 28.0)):  # fmt: skip
+        for n in range(int(total)):
+            at = now - dt.timedelta(days=start + span * (n + 0.5) / max(1, int(total)))
+            is_connected = n < int(connected)
+            seconds = (35 if label == "r" and n < short else duration) if is_connected else 8
+            call_id = f"call_{rep}_{label}{n}"
+            data: dict[str, Any] = {"id": call_id, "primaryUserId": rep, "started": at.isoformat(),
+                                    "duration": seconds, "direction": "Outbound",
+                                    "disposition": "connected" if is_connected else "no_answer"}  # fmt: skip
+            if label == "r" and is_connected and with_steps is not None:
+                data["actionItems"] = ["Send the proposal"] if n < int(with_steps) else []
+            out.append(RecordIn("calls", "call", call_id, at, data))
+    return out
+
+
+SERIES: dict[str, Callable[[dt.datetime, dict[str, Any]], list[RecordIn]]] = {
+    "stripe_charges": _stripe_charges,
+    "stripe_daily": _stripe_daily,
+    "stripe_payout": _stripe_payout,
+    "calls_rep": _calls_rep,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load(path: Path) -> Scenario:
+    where = path.name
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{where}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    if raw.get("name") != path.stem:
+        raise ScenarioError(f"{where}: name must be {path.stem!r}")
+    if raw.get("suite") not in SUITES:
+        raise ScenarioError(f"{where}: suite must be one of {SUITES}")
+    expect = raw.get("expect") or {}
+    kinds, causes, types = set(AlertKind.__args__), set(ROOT_CAUSES), set(ActionType.__args__)  # type: ignore[attr-defined]
+    alerts = [ExpectedAlert(str(a["kind"]), str(a["entity"]), a.get("severity")) for a in expect.get("alerts") or []]
+    for alert in alerts:
+        if alert.kind not in kinds:
+            raise ScenarioError(f"{where}: unknown alert kind {alert.kind!r}")
+    for kind, cause in (expect.get("root_causes") or {}).items():
+        if cause not in causes:
+            raise ScenarioError(f"{where}: unknown root cause {cause!r} for {kind}")
+    for action in [a for group in (expect.get("actions") or {}).values() for a in group] + list(
+        expect.get("forbidden_actions") or []
+    ):
+        if action not in types:
+            raise ScenarioError(f"{where}: unknown action type {action!r}")
+    for spec in raw.get("series") or []:
+        if spec.get("kind") not in SERIES:
+            raise ScenarioError(f"{where}: unknown series kind {spec.get('kind')!r}; known: {sorted(SERIES)}")
+    return Scenario(
+        name=raw["name"],
+        suite=raw["suite"],
+        description=str(raw.get("description") or ""),
+        records=list(raw.get("records") or []),
+        series=list(raw.get("series") or []),
+        alerts=alerts,
+        root_causes=dict(expect.get("root_causes") or {}),
+        actions={k: list(v) for k, v in (expect.get("actions") or {}).items()},
+        forbidden_actions=list(expect.get("forbidden_actions") or []),
+    )
+
+
+def load_scenarios(suite: str | None = None, directory: Path = FIXTURES) -> list[Scenario]:
+    """Every scenario (of `suite`, or all), sorted by name."""
+    if suite is not None and suite not in (*SUITES, "all"):
+        raise ScenarioError(f"unknown suite {suite!r}: use one of {', '.join((*SUITES, 'all'))}")
+    scenarios = [_load(path) for path in sorted(directory.glob("*.yaml"))]
+    return [s for s in scenarios if suite in (None, "all") or s.suite == suite]
