@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     calls_api_base: str = "https://api.gong.io"
     calls_provider: Literal["gong"] = "gong"  # one module per vendor: switchboard/integrations/calls/
 
+    # --- ingestion API ------------------------------------------------------------------------
+    ingest_max_batch_events: int = Field(default=1000, ge=1)
+    ingest_max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    webhook_tolerance_s: int = Field(default=300, ge=1)  # Stripe-Signature timestamp tolerance
+
     # --- integration resilience (switchboard/integrations/resilience.py) --------------------
     # Request budget per second, per integration and account, shared by every worker process.
     stripe_rate_per_s: float = Field(default=25.0, gt=0)

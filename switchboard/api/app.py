@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from switchboard import __version__
-from switchboard.api import health
+from switchboard.api import events, health, webhooks
 
 
 def create_app() -> FastAPI:
     """Build the API application (uvicorn calls this with --factory)."""
     api = FastAPI(title="Switchboard", version=__version__)
     api.include_router(health.router)
+    api.include_router(events.router)
+    api.include_router(webhooks.router)
     return api

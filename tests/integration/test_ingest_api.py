@@ -1,0 +1,172 @@
+"""The ingestion API on Postgres: API keys, idempotent single and batch events (set-based),
+4xx with reasons that store nothing, and signed Stripe and HubSpot webhooks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select, text
+
+from switchboard.api.app import create_app
+from switchboard.api.webhooks import hubspot_signature
+from switchboard.db.models import Event
+from switchboard.db.session import get_engine, session_scope
+from switchboard.settings import get_settings
+
+API_KEY = "sbk_" + uuid.uuid4().hex
+WHSEC = "whsec_" + uuid.uuid4().hex
+HUBSPOT_SECRET = uuid.uuid4().hex
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture()
+def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    with get_engine(database_url).begin() as connection:
+        connection.execute(text("TRUNCATE events RESTART IDENTITY"))
+    monkeypatch.setenv("SWITCHBOARD_API_KEYS", f"other-key,{API_KEY}")
+    monkeypatch.setenv("SWITCHBOARD_STRIPE_WEBHOOK_SECRET", WHSEC)
+    monkeypatch.setenv("SWITCHBOARD_HUBSPOT_CLIENT_SECRET", HUBSPOT_SECRET)
+    monkeypatch.setenv("SWITCHBOARD_INGEST_MAX_BATCH_EVENTS", "50")
+    monkeypatch.setenv("SWITCHBOARD_INGEST_MAX_BODY_BYTES", "20000")
+    get_settings.cache_clear()
+    with TestClient(create_app()) as test_client:
+        yield test_client
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def _stored() -> list[tuple[str, str, str]]:
+    with session_scope() as session:
+        return [(e.source, e.external_id, e.type) for e in session.scalars(select(Event).order_by(Event.id))]
+
+
+def _event(n: int, **extra: Any) -> dict[str, Any]:
+    return {"source": "stripe", "external_id": f"evt_{n}", "type": "charge.failed", "payload": {"n": n}, **extra}
+
+
+def test_api_key_is_required_and_checked(client: TestClient) -> None:
+    missing = client.post("/api/events", json=_event(1))
+    assert missing.status_code == 401 and "API key is required" in missing.json()["detail"]
+    wrong = client.post("/api/events", json=_event(1), headers={"Authorization": "Bearer nope"})
+    assert (wrong.status_code, wrong.json()["detail"]) == (401, "invalid API key")
+    assert client.post("/api/events", json=_event(1), headers={"X-API-Key": API_KEY}).status_code == 202
+    assert _stored() == [("stripe", "evt_1", "charge.failed")]
+    assert client.get("/api/health").status_code in (200, 503)  # health needs no key
+
+
+def test_single_event_is_idempotent(client: TestClient) -> None:
+    first = client.post("/api/events", json=_event(7), headers=AUTH)
+    again = client.post("/api/events", json=_event(7, type="charge.refunded"), headers=AUTH)
+    assert first.status_code == 202 and first.json()["duplicate"] is False and first.json()["id"] == 1
+    assert again.status_code == 200 and again.json() == {"id": None, "source": "stripe", "external_id": "evt_7",
+                                                         "duplicate": True}  # fmt: skip
+    assert _stored() == [("stripe", "evt_7", "charge.failed")]  # the replay changed nothing
+
+
+def test_batch_is_one_set_based_write_with_duplicates_flagged(client: TestClient, database_url: str) -> None:
+    client.post("/api/events", json=_event(1), headers=AUTH)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            statements.append(statement)
+
+    engine = get_engine(database_url)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        batch = [_event(n) for n in range(0, 40)] + [_event(5)]  # evt_1 stored before, evt_5 twice in the batch
+        response = client.post("/api/events/batch", json={"events": batch}, headers=AUTH)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["accepted"], body["duplicates"]) == (39, 2)
+    assert [e["duplicate"] for e in body["events"]][:2] == [False, True] and body["events"][-1]["duplicate"]
+    assert len(statements) == 1  # one round trip for the whole batch
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 40
+
+
+def test_bad_input_gets_a_4xx_with_the_reason_and_stores_nothing(client: TestClient) -> None:
+    not_json = client.post("/api/events", content=b"{nope", headers={**AUTH, "content-type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["detail"].startswith("body is not valid JSON")
+    invalid = client.post("/api/events", json={**_event(1), "source": "salesforce"}, headers=AUTH)
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["source"]
+    one_bad = client.post("/api/events/batch", json={"events": [_event(1), {"source": "stripe"}]}, headers=AUTH)
+    assert one_bad.status_code == 422 and one_bad.json()["detail"][0]["loc"][:2] == ["events", 1]
+    too_many = client.post("/api/events/batch", json={"events": [_event(n) for n in range(51)]}, headers=AUTH)
+    assert too_many.status_code == 413 and "exceed the batch limit of 50" in too_many.json()["detail"]
+    huge = client.post("/api/events", json=_event(1, payload={"blob": "x" * 30000}), headers=AUTH)
+    assert huge.status_code == 413 and "exceeds the limit of 20000 bytes" in huge.json()["detail"]
+    empty = client.post("/api/events/batch", json={"events": []}, headers=AUTH)
+    assert empty.status_code == 422
+    assert _stored() == []
+
+
+def _stripe_payload(event_id: str) -> str:
+    return json.dumps({"id": event_id, "object": "event", "type": "charge.dispute.created", "created": int(time.time()),
+                       "data": {"object": {"id": "dp_1", "object": "dispute", "amount": 5000}}})  # fmt: skip
+
+
+def test_stripe_webhook_signed_by_the_stripe_library(client: TestClient) -> None:
+    payload = _stripe_payload("evt_wh_1")
+    header = stripe.WebhookSignature.generate_signature_header(payload, WHSEC)
+    ok = client.post("/api/webhooks/stripe", content=payload, headers={"Stripe-Signature": header})
+    assert ok.status_code == 202 and ok.json()["duplicate"] is False
+    replay = client.post("/api/webhooks/stripe", content=payload, headers={"Stripe-Signature": header})
+    assert replay.status_code == 200 and replay.json()["duplicate"] is True
+
+    sign = stripe.WebhookSignature.generate_signature_header
+    other = _stripe_payload("evt_wh_2")
+    altered = other.replace("5000", "9000")
+    rejected = [
+        client.post("/api/webhooks/stripe", content=altered, headers={"Stripe-Signature": sign(other, WHSEC)}),
+        client.post("/api/webhooks/stripe", content=other, headers={"Stripe-Signature": sign(other, "whsec_wrong")}),
+        client.post("/api/webhooks/stripe", content=other,
+                    headers={"Stripe-Signature": sign(other, WHSEC, int(time.time()) - 301)}),
+        client.post("/api/webhooks/stripe", content=other),
+    ]  # fmt: skip
+    assert [r.status_code for r in rejected] == [400, 400, 400, 400]
+    assert "invalid Stripe signature" in rejected[2].json()["detail"] and "tolerance" in rejected[2].json()["detail"]
+    assert _stored() == [("stripe", "evt_wh_1", "charge.dispute.created")]
+
+
+def test_hubspot_v3_signature(client: TestClient) -> None:
+    url = "http://testserver/api/webhooks/hubspot"
+    body = json.dumps([{"eventId": 101, "subscriptionType": "deal.propertyChange", "objectId": 5,
+                        "occurredAt": int(time.time() * 1000), "propertyName": "hubspot_owner_id"},
+                       {"eventId": 102, "subscriptionType": "contact.creation", "objectId": 6}]).encode()  # fmt: skip
+
+    def send(payload: bytes, secret: str = HUBSPOT_SECRET, age_ms: int = 0) -> Any:
+        stamp = str(int(time.time() * 1000) - age_ms)
+        signature = hubspot_signature(secret, "POST", url, payload, stamp)
+        headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
+        return client.post("/api/webhooks/hubspot", content=payload, headers=headers)
+
+    ok = send(body)
+    assert ok.status_code == 202 and ok.json() == {"accepted": 2, "duplicates": 0}
+    assert send(body).json() == {"accepted": 0, "duplicates": 2}
+    stamp = str(int(time.time() * 1000))
+    altered = client.post("/api/webhooks/hubspot", content=body.replace(b"101", b"999"), headers={
+        "X-HubSpot-Signature-v3": hubspot_signature(HUBSPOT_SECRET, "POST", url, body, stamp),
+        "X-HubSpot-Request-Timestamp": stamp})  # fmt: skip
+    wrong_secret = send(body.replace(b"101", b"998"), secret="not-the-secret")
+    stale = send(body.replace(b"101", b"997"), age_ms=301_000)
+    assert [altered.status_code, wrong_secret.status_code, stale.status_code] == [400, 400, 400]
+    assert stale.json()["detail"].startswith("stale HubSpot request")
+    assert sorted(_stored()) == [("hubspot", "101", "deal.propertyChange"), ("hubspot", "102", "contact.creation")]
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = ("/api/health", "/api/events", "/api/events/batch", "/api/webhooks/stripe", "/api/webhooks/hubspot")
+    for path in paths:
+        assert path in spec["paths"], path
+    assert spec["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
