@@ -26,6 +26,11 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"expires": poll * 5},
         },
     }
+    schedule["ingest-sweep-received"] = {
+        "task": "switchboard.tasks.ingest.sweep_received",
+        "schedule": 60.0,
+        "options": {"expires": 300},
+    }
     schedule["nightly-eval"] = {
         "task": "switchboard.tasks.evals.nightly",
         "schedule": crontab(hour=settings.eval_cron_hour, minute=settings.eval_cron_minute),

@@ -22,6 +22,7 @@ TASK_MODULES = [
     "switchboard.tasks.orchestrator",
     "switchboard.tasks.integrations",
     "switchboard.tasks.evals",
+    "switchboard.tasks.ingest",
 ]
 
 # Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.

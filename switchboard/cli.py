@@ -319,6 +319,11 @@ def approvals_reject(
     typer.echo(f"approval {approval_id} rejected")
 
 
+from switchboard.cli_backfill import backfill as backfill_command  # noqa: E402  (its own module)
+
+cli.command("backfill")(backfill_command)
+
+
 def main() -> None:
     """Console-script entry point: configuration errors become a message and exit code 2."""
     try:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     ingest_max_batch_events: int = Field(default=1000, ge=1)
     ingest_max_body_bytes: int = Field(default=5_000_000, ge=1024)
     webhook_tolerance_s: int = Field(default=300, ge=1)  # Stripe-Signature timestamp tolerance
+    # Event types that trigger a Watcher scan of their source at once (comma-separated).
+    critical_event_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["charge.dispute.created", "payout.failed", "payout.paid", "charge.failed"]
+    )
 
     # --- integration resilience (switchboard/integrations/resilience.py) --------------------
     # Request budget per second, per integration and account, shared by every worker process.
@@ -166,8 +170,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None  # "user:password[,user2:password2]"
+    # "json": one JSON object per line carrying run id, step, task id and queue; "text" for people.
+    log_format: Literal["json", "text"] = "json"
+    dashboard_refresh_s: float = Field(default=5.0, gt=0)  # auto-refresh of the dashboard's lists
 
-    @field_validator("disabled_detectors", mode="before")
+    @field_validator("disabled_detectors", "critical_event_types", mode="before")
     @classmethod
     def _split_detectors(cls, value: Any) -> Any:
         if isinstance(value, str):

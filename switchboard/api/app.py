@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from switchboard import __version__
-from switchboard.api import events, health, webhooks
+from switchboard.api import approvals, backfill, dashboard, events, health, metrics, runs, webhooks
 
 
 def create_app() -> FastAPI:
@@ -14,4 +14,9 @@ def create_app() -> FastAPI:
     api.include_router(health.router)
     api.include_router(events.router)
     api.include_router(webhooks.router)
+    api.include_router(backfill.router)
+    api.include_router(runs.router)
+    api.include_router(approvals.router)
+    api.include_router(dashboard.router)
+    api.include_router(metrics.router)
     return api

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
+from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_api_key
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
+from switchboard.tasks.ingest import enqueue
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -145,6 +147,7 @@ async def post_event(request: Request) -> JSONResponse:
     """Accept one event (202), or recognise a duplicate (200, `"duplicate": true`)."""
     event = _validated(EventIn, await read_json(request, get_settings().ingest_max_body_bytes))
     [accepted] = store_events([event])
+    await run_in_threadpool(enqueue, [accepted.id] if accepted.id is not None else [])
     return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 202)
 
 
@@ -182,6 +185,7 @@ async def post_batch(request: Request) -> JSONResponse:
         )
     batch = _validated(BatchIn, data)
     accepted = store_events(batch.events)
+    await run_in_threadpool(enqueue, [a.id for a in accepted if a.id is not None])
     body = BatchAccepted(
         accepted=sum(1 for a in accepted if not a.duplicate),
         duplicates=sum(1 for a in accepted if a.duplicate),

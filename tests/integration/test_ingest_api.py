@@ -170,3 +170,61 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
     for path in paths:
         assert path in spec["paths"], path
     assert spec["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def _wait_processed(count: int, timeout_s: float = 30.0) -> list[Event]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with session_scope() as session:
+            events = list(session.scalars(select(Event).where(Event.status != "received").order_by(Event.id)))
+            session.expunge_all()
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
+
+
+def test_accepted_events_become_source_records_once(client: TestClient, celery_worker: object) -> None:
+    from switchboard.db.models import SourceRecord
+
+    with get_engine().begin() as connection:
+        connection.execute(text("TRUNCATE source_records, proactive_insights RESTART IDENTITY CASCADE"))
+    now = int(time.time())
+    stripe_events = [
+        {"source": "stripe", "external_id": f"evt_dp{n}", "type": "charge.dispute.created",
+         "payload": {"id": f"evt_dp{n}", "type": "charge.dispute.created",
+                     "data": {"object": {"id": f"dp_{n}", "object": "dispute", "amount": 4000, "created": now - 60 * n,
+                                         "status": "needs_response"}}}}
+        for n in range(3)
+    ]  # fmt: skip
+    hubspot_events = [
+        {"source": "hubspot", "external_id": "hs1", "type": "deal.creation", "payload": {"objectId": 77}},
+        {"source": "hubspot", "external_id": "hs2", "type": "deal.propertyChange",
+         "payload": {"objectId": 77, "propertyName": "dealstage", "propertyValue": "closedwon"}},
+        {"source": "hubspot", "external_id": "hs3", "type": "workflow.enrolled", "payload": {"objectId": 5}},
+    ]  # fmt: skip
+    response = client.post("/api/events/batch", json={"events": stripe_events + hubspot_events}, headers=AUTH)
+    assert response.status_code == 202 and response.json()["accepted"] == 6
+    events = _wait_processed(6)
+    assert [(e.external_id, e.status) for e in events] == [
+        ("evt_dp0", "processed"), ("evt_dp1", "processed"), ("evt_dp2", "processed"),
+        ("hs1", "processed"), ("hs2", "processed"), ("hs3", "failed"),
+    ]  # fmt: skip
+    assert "names no deal, contact or company" in str(events[-1].error)
+    with session_scope() as session:
+        records = {(r.source, r.object_type, r.object_id): r.data for r in session.scalars(select(SourceRecord))}
+    assert sorted(records) == [("hubspot", "deal", "77"), ("stripe", "dispute", "dp_0"), ("stripe", "dispute", "dp_1"),
+                               ("stripe", "dispute", "dp_2")]  # fmt: skip
+    assert records[("hubspot", "deal", "77")]["properties"] == {"dealstage": "closedwon"}
+    # the three disputes are critical events: the Watcher scanned Stripe at once and raised the cluster
+    from switchboard.db.models import ProactiveInsight
+
+    deadline = time.monotonic() + 30
+    kinds: list[str] = []
+    while time.monotonic() < deadline and "stripe_dispute_spike" not in kinds:
+        with session_scope() as session:
+            kinds = list(session.scalars(select(ProactiveInsight.kind)))
+        time.sleep(0.2)
+    assert kinds == ["stripe_dispute_spike"]
+    # a replayed batch is all duplicates: nothing is stored or processed again
+    again = client.post("/api/events/batch", json={"events": stripe_events}, headers=AUTH)
+    assert again.json() == {**again.json(), "accepted": 0, "duplicates": 3}
