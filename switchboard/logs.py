@@ -1,15 +1,170 @@
-"""Logging setup shared by the CLI and the processes it starts."""
+"""Logging: one JSON object per line (or a plain line with SWITCHBOARD_LOG_FORMAT=text) that
+carries the run id, the step, the Celery task id and the queue of the task being run.
+
+The task fields live in context variables set by Celery's `task_prerun` and cleared by
+`task_postrun`, so every record logged while a task runs — ours, Celery's "Task … succeeded",
+a library's — carries them, in prefork children and in thread-pool workers alike (each thread
+has its own context). Outside a task they are null. Every line passes through the secret
+scrubber (`redaction.scrub`) on its way out.
+
+In workers, Celery sets its handlers up and then signals `after_setup_logger` /
+`after_setup_task_logger`; we restyle those handlers instead of replacing them, so Celery's
+`--logfile` and redirection keep working (`worker_hijack_root_logger` stays off).
+"""
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
+from typing import Any
 
-from switchboard.settings import Settings
+from switchboard.settings import Settings, get_settings
+
+CONTEXT_FIELDS = ("run_id", "step", "task_id", "queue")
+_context: dict[str, contextvars.ContextVar[str | None]] = {
+    name: contextvars.ContextVar(f"switchboard_log_{name}", default=None) for name in CONTEXT_FIELDS
+}
+_HANDLER_MARK = "_switchboard_handler"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# attributes every LogRecord has; anything else a caller passed in `extra=` goes into the JSON
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def bind_task_context(**values: str | None) -> None:
+    """Set the task fields (run_id, step, task_id, queue) for records logged from here on."""
+    for name, value in values.items():
+        _context[name].set(value)
+
+
+def clear_task_context() -> None:
+    for var in _context.values():
+        var.set(None)
+
+
+def task_context() -> dict[str, str | None]:
+    return {name: var.get() for name, var in _context.items()}
+
+
+class TaskContextFilter(logging.Filter):
+    """Puts the current task fields on every record that passes through a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in task_context().items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+def _scrub(text: str) -> str:
+    from switchboard.redaction import scrub
+
+    try:
+        return scrub(text)
+    except Exception:  # settings unreadable: still mask credential-shaped tokens
+        from switchboard.redaction import REDACTED, SECRET_SHAPES
+
+        return SECRET_SHAPES.sub(REDACTED, text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the task fields, extras, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            entry[name] = getattr(record, name, None)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return _scrub(json.dumps(entry, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """The plain line, with the task fields appended when a task is running; scrubbed too."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = " ".join(f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS if getattr(record, name, None))
+        return _scrub(f"{line} [{fields}]" if fields else line)
+
+
+def make_formatter(settings: Settings) -> logging.Formatter:
+    return JsonFormatter() if settings.log_format == "json" else TextFormatter()
+
+
+def style_handler(handler: logging.Handler, settings: Settings) -> None:
+    """Give a handler our formatter and the task-context filter (once)."""
+    handler.setFormatter(make_formatter(settings))
+    if not any(isinstance(f, TaskContextFilter) for f in handler.filters):
+        handler.addFilter(TaskContextFilter())
 
 
 def configure_logging(settings: Settings) -> None:
-    """One plain line per record on stderr, at the configured level."""
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """Our handler on the root logger (stderr), at the configured level; idempotent."""
+    root = logging.getLogger()
+    root.setLevel(settings.log_level)
+    handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+    style_handler(handler, settings)
+
+
+def _restyle(logger: logging.Logger | None) -> None:
+    if logger is None:
+        return
+    settings = get_settings()
+    for handler in logger.handlers:
+        # pytest's capture handlers (in-process test workers) keep their own format
+        if not type(handler).__module__.startswith("_pytest"):
+            style_handler(handler, settings)
+
+
+def _after_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
+    _restyle(logger)
+
+
+def _task_prerun(task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any) -> None:
+    from switchboard.tasks.steps import STEP_TASKS
+
+    request = getattr(task, "request", None)
+    delivery = getattr(request, "delivery_info", None) or {}
+    step = STEP_TASKS.get(getattr(task, "name", ""), (None, None))[0]
+    run_id = (kwargs or {}).get("run_id")
+    bind_task_context(
+        run_id=str(run_id) if run_id else None,
+        step=step,
+        task_id=task_id,
+        queue=delivery.get("routing_key") or delivery.get("queue"),
     )
+
+
+def _task_postrun(**_: Any) -> None:
+    clear_task_context()
+
+
+def connect_worker_logging() -> None:
+    """Celery signals: restyle Celery's worker handlers, bind the task fields around each task."""
+    from celery import signals
+
+    signals.after_setup_logger.connect(_after_setup_logger, weak=False)
+    signals.after_setup_task_logger.connect(_after_setup_logger, weak=False)
+    signals.task_prerun.connect(_task_prerun, weak=False)
+    signals.task_postrun.connect(_task_postrun, weak=False)

@@ -1,7 +1,70 @@
-"""Placeholder router, filled in by the issue that owns it."""
+"""Approvals: `GET /api/approvals`, `POST /api/approvals/{id}/approve`, `POST /api/approvals/{id}/reject`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from switchboard import approvals
+from switchboard.api.access import require_operator
+from switchboard.db.models import APPROVAL_STATUSES
+
+router = APIRouter(prefix="/api/approvals", tags=["approvals"], dependencies=[Depends(require_operator)])
+DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or a wrong API key"},
+    404: {"description": "No such approval"},
+    409: {"description": "Already decided"},
+}
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=2000, description="Why, for the record")
+
+
+def _view(row: approvals.ApprovalView) -> dict[str, Any]:
+    out = dataclasses.asdict(row)
+    out["created_at"] = row.created_at.isoformat()
+    return out
+
+
+def _error(error: approvals.ApprovalError) -> HTTPException:
+    return HTTPException(404 if str(error).startswith("no approval") else 409, str(error))
+
+
+@router.get("", responses={401: DECISION_RESPONSES[401]})
+async def list_approvals(
+    status: str = Query("pending", description="pending, approved, rejected, executed or all"),
+    limit: int = Query(100, ge=1, le=500),
+) -> dict[str, Any]:
+    """Approvals, newest first (pending by default)."""
+    if status != "all" and status not in APPROVAL_STATUSES:
+        raise HTTPException(422, f"unknown status {status!r}: use all or one of {', '.join(APPROVAL_STATUSES)}")
+    rows = await run_in_threadpool(approvals.list_approvals, None if status == "all" else status, limit)
+    return {"approvals": [_view(row) for row in rows], "count": len(rows)}
+
+
+@router.post("/{approval_id}/approve", status_code=202, responses=DECISION_RESPONSES)
+async def approve(approval_id: int) -> dict[str, Any]:
+    """Approve a pending action; a worker executes it once (202: queued)."""
+    try:
+        task_id = await run_in_threadpool(approvals.approve, approval_id, by="api")
+    except approvals.ApprovalError as error:
+        raise _error(error) from None
+    return {"approval_id": approval_id, "status": "approved", "task_id": task_id}
+
+
+@router.post("/{approval_id}/reject", responses=DECISION_RESPONSES)
+async def reject(approval_id: int, decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
+    """Reject a pending action: it will never run."""
+    reason = decision.reason if decision else None
+    try:
+        await run_in_threadpool(lambda: approvals.reject(approval_id, by="api", reason=reason))
+    except approvals.ApprovalError as error:
+        raise _error(error) from None
+    return {"approval_id": approval_id, "status": "rejected"}

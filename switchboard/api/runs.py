@@ -1,7 +1,69 @@
-"""Placeholder router, filled in by the issue that owns it."""
+"""Runs: `GET /api/runs`, `GET /api/runs/{id}`, `POST /api/runs/{id}/replay`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from switchboard.api.access import require_operator
+from switchboard.db import queries
+from switchboard.db.models import RUN_STATUSES
+
+router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
+AGENTS = ("watcher", "analyst", "advisor")
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "No or a wrong API key"}}
+
+
+@router.get("", responses=UNAUTHORIZED)
+async def list_runs(
+    limit: int = Query(50, ge=1, le=500),
+    agent: str | None = Query(None, description="The last agent the run reached: watcher, analyst or advisor"),
+    status: str | None = Query(None, description="Run status"),
+    insight_kind: str | None = Query(None, max_length=64, description="The insight kind the run handles"),
+) -> dict[str, Any]:
+    """The newest runs first, optionally filtered by agent, status and insight kind."""
+    if agent is not None and agent not in AGENTS:
+        raise HTTPException(422, f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
+    if status is not None and status not in RUN_STATUSES:
+        raise HTTPException(422, f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
+    runs = await run_in_threadpool(
+        queries.recent_runs, limit, agent=agent, status=status, insight_kind=insight_kind or None
+    )
+    return {"runs": runs, "count": len(runs), "limit": limit}
+
+
+@router.get("/filters", responses=UNAUTHORIZED)
+async def run_filters() -> dict[str, list[str]]:
+    """The values the runs list can be filtered by."""
+    return await run_in_threadpool(queries.run_filter_options)
+
+
+@router.get("/{run_id}", responses={**UNAUTHORIZED, 404: {"description": "No such run"}})
+async def get_run(run_id: str) -> dict[str, Any]:
+    """One run: its steps (timing, usage, payloads, errors), tool calls, decisions, approvals, actions."""
+    detail = await run_in_threadpool(queries.run_detail, run_id)
+    if detail is None:
+        raise HTTPException(404, f"no run {run_id}")
+    return detail
+
+
+@router.post(
+    "/{run_id}/replay",
+    status_code=202,
+    responses={
+        **UNAUTHORIZED,
+        404: {"description": "No such run"},
+        409: {"description": "The run is not failed, or has nothing to replay from"},
+    },
+)
+async def replay_run(run_id: str) -> dict[str, Any]:
+    """Queue a failed run again from its failed step (finished steps and executed actions are not repeated)."""
+    from switchboard.replay import ReplayError, replay
+
+    try:
+        step = await run_in_threadpool(replay, run_id, by="api")
+    except ReplayError as error:
+        raise HTTPException(404 if str(error) == f"no run {run_id}" else 409, str(error)) from None
+    return {"run_id": run_id, "replayed_from": step, "status": "queued"}

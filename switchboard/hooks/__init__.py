@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.hooks import lifecycle, runs
+from switchboard.hooks import lifecycle, metrics, runs
 
 _connected = False
 
@@ -11,6 +11,10 @@ def connect_hooks() -> None:
     """Connect every signal handler once per process."""
     global _connected
     if not _connected:
+        from switchboard.logs import connect_worker_logging
+
         lifecycle.connect()
         runs.connect()
+        metrics.connect()
+        connect_worker_logging()
         _connected = True

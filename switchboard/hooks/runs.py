@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from switchboard.agents.context import StepContext, pop_context
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
 from switchboard.db.session import session_scope
+from switchboard.hooks import metrics
 from switchboard.integrations.resilience import Deferred
 from switchboard.redaction import redact, scrub
 
@@ -91,6 +92,17 @@ def _add_usage(step: AgentStep, run: AgentRun, ctx: StepContext | None) -> None:
         providers = set(filter(None, (run.provider or "").split("+"))) | {ctx.provider}
         run.provider = "+".join(sorted(providers))
         run.model = ctx.model
+
+
+def _export(agent: str | None, latency_ms: float | None, ctx: StepContext | None) -> None:
+    """Add the step to the Redis-held /metrics counters, after its rows are committed."""
+    try:
+        if agent is not None:
+            metrics.observe_step(agent, latency_ms)
+        if ctx is not None:
+            metrics.add_tokens(ctx.provider, ctx.tokens_in, ctx.tokens_out, ctx.cost_usd)
+    except Exception:  # a metric lost to a Redis hiccup must not fail the bookkeeping
+        log.exception("exporting step metrics failed")
 
 
 def _write_conversation(session: Session, ctx: StepContext | None) -> None:
@@ -192,6 +204,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
             run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
             run.error = None
             _set_insight_status(session, run, run.status)
+    _export(agent, step.latency_ms, ctx)
     log.info("run %s step %s done in %.0f ms", run_id, step_name, step.latency_ms or 0)
 
 
@@ -215,6 +228,7 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
         step.error = scrub(f"{type(reason).__name__}: {reason}")[:4000]
         run.status = "retrying"
         run.retries += 0 if deferred else 1
+    _export(None, None, ctx)
     log.warning("run %s step %s retrying: %s", run_id, step_name, scrub(str(reason))[:300])
 
 
@@ -249,6 +263,7 @@ def on_failure(
         run.finished_at = now
         run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
         _set_insight_status(session, run, "failed")
+    _export(agent, step.latency_ms, ctx)
     log.error("run %s failed at %s: %s", run_id, step_name, reason[:300])
 
 

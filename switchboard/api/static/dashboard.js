@@ -1,0 +1,566 @@
+/* Switchboard dashboard: runs, run pages, approvals and charts drawn as inline SVG.
+   No framework, no CDN. Every value from the API is escaped before it reaches the page
+   (run payloads carry data from Stripe, HubSpot and model output). */
+"use strict";
+
+const KEY_STORAGE = "switchboard.apiKey";
+const AGENT_COLORS = { watcher: "#3d5afe", analyst: "#8e44ad", advisor: "#16a085" };
+const QUEUE_COLORS = ["#d64545", "#d98b0b", "#2f7fd1", "#7f8aa3"];
+const state = { refreshS: 5, timer: null, queueHistory: [], filtersLoaded: false, keyRequired: false };
+
+/* ------------------------------------------------------------------ helpers */
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+const $ = (sel, root = document) => root.querySelector(sel);
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+  return `${(ms / 60000).toFixed(1)} min`;
+}
+function fmtInt(n) { return (n ?? 0).toLocaleString("en-US"); }
+function fmtUsd(n) { return n >= 1 ? `$${n.toFixed(2)}` : `$${(n ?? 0).toFixed(4)}`; }
+function fmtTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+function ago(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+function pill(status, extra = "") { return `<span class="pill ${esc(status)} ${extra}">${esc(String(status).replace(/_/g, " "))}</span>`; }
+function agentLabel(agent) {
+  if (!agent) return "–";
+  return `<span class="agent-dot" style="background:${AGENT_COLORS[agent] || "#999"}"></span>${esc(agent)}`;
+}
+function jsonHtml(value) {
+  const text = JSON.stringify(value, null, 2) ?? "null";
+  return esc(text).replace(
+    /(&quot;(?:\\.|[^&]|&(?!quot;))*?&quot;)(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g,
+    (m, str, colon, bool, num) => {
+      if (str) return colon ? `<span class="k">${str}</span>${colon}` : `<span class="s">${str}</span>`;
+      if (bool) return `<span class="b">${bool}</span>`;
+      return `<span class="n">${num}</span>`;
+    });
+}
+function flash(message, bad = false) {
+  const el = $("#flash");
+  el.textContent = message;
+  el.className = bad ? "flash bad" : "flash";
+  el.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+/* ------------------------------------------------------------------ API access */
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  const key = localStorage.getItem(KEY_STORAGE);
+  if (key) headers["X-API-Key"] = key;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    askForKey(await detailOf(response));
+    throw new Unauthorized("an API key is required");
+  }
+  if (!response.ok) throw new Error(await detailOf(response));
+  return response.json();
+}
+async function detailOf(response) {
+  try {
+    const body = await response.json();
+    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail ?? body);
+  } catch (_) {
+    return `HTTP ${response.status}`;
+  }
+}
+function askForKey(message) {
+  const dialog = $("#key-dialog");
+  const error = $("#key-error");
+  const stored = localStorage.getItem(KEY_STORAGE);
+  error.hidden = !stored;
+  error.textContent = stored ? `The stored key was refused: ${message}` : "";
+  if (!dialog.open) dialog.showModal();
+}
+function setupKeyDialog() {
+  $("#key-form").addEventListener("submit", () => {
+    const value = $("#key-input").value.trim();
+    if (value) localStorage.setItem(KEY_STORAGE, value);
+    $("#key-input").value = "";
+    render();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORAGE);
+    $("#key-input").value = "";
+    $("#key-error").hidden = true;
+  });
+  $("#key-button").addEventListener("click", () => askForKey(""));
+}
+
+/* ------------------------------------------------------------------ SVG charts */
+
+const SVG_W = 640, SVG_H = 220, PAD = { l: 48, r: 44, t: 12, b: 28 };
+
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const exp = Math.pow(10, Math.floor(Math.log10(value)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (value <= m * exp) return m * exp;
+  return 10 * exp;
+}
+function svgOpen() { return `<svg viewBox="0 0 ${SVG_W} ${SVG_H}" preserveAspectRatio="none" role="img">`; }
+function emptyChart(message) {
+  return `${svgOpen()}<text class="empty" x="${SVG_W / 2}" y="${SVG_H / 2}" text-anchor="middle">${esc(message)}</text></svg>`;
+}
+function yAxis(maxValue, format, side = "left") {
+  let out = "";
+  const innerH = SVG_H - PAD.t - PAD.b;
+  for (let i = 0; i <= 4; i++) {
+    const v = (maxValue * i) / 4;
+    const y = PAD.t + innerH - (innerH * i) / 4;
+    if (side === "left") {
+      out += `<line class="grid-line" x1="${PAD.l}" x2="${SVG_W - PAD.r}" y1="${y}" y2="${y}"/>`;
+      out += `<text x="${PAD.l - 6}" y="${y + 3}" text-anchor="end">${esc(format(v))}</text>`;
+    } else {
+      out += `<text x="${SVG_W - PAD.r + 6}" y="${y + 3}" text-anchor="start">${esc(format(v))}</text>`;
+    }
+  }
+  return out;
+}
+function xLabels(labels, xOf, every) {
+  return labels.map((label, i) => (i % every === 0 || i === labels.length - 1)
+    ? `<text x="${xOf(i)}" y="${SVG_H - 8}" text-anchor="middle">${esc(label)}</text>` : "").join("");
+}
+function hourLabel(iso) { const d = new Date(iso); return `${String(d.getHours()).padStart(2, "0")}:00`; }
+
+function drawLatency(rows) {
+  const el = $("#chart-latency");
+  if (!rows.length) { el.innerHTML = emptyChart("No finished steps in this window yet"); return; }
+  const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
+  const agents = [...new Set(rows.map((r) => r.agent))].sort((a, b) => Object.keys(AGENT_COLORS).indexOf(a) - Object.keys(AGENT_COLORS).indexOf(b));
+  const maxV = niceMax(Math.max(...rows.map((r) => r.p95_ms)));
+  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
+  const xOf = (i) => PAD.l + (buckets.length === 1 ? innerW / 2 : (innerW * i) / (buckets.length - 1));
+  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxV;
+  let svg = svgOpen() + yAxis(maxV, (v) => fmtMs(v));
+  for (const agent of agents) {
+    const color = AGENT_COLORS[agent] || "#999";
+    for (const [field, dash] of [["p95_ms", "5 4"], ["p50_ms", ""]]) {
+      const points = buckets.map((b, i) => {
+        const r = rows.find((x) => x.bucket === b && x.agent === agent);
+        return r ? [xOf(i), yOf(r[field]), r] : null;
+      }).filter(Boolean);
+      if (points.length > 1) {
+        svg += `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}" opacity=".7"` : ""} points="${points.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
+      }
+      for (const [x, y, r] of points) {
+        svg += `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${dash ? 2.5 : 3.5}" fill="${dash ? "#fff" : color}" stroke="${color}" stroke-width="1.5"><title>${esc(agent)} ${esc(hourLabel(r.bucket))}: p50 ${esc(fmtMs(r.p50_ms))}, p95 ${esc(fmtMs(r.p95_ms))} (${r.steps} steps)</title></circle>`;
+      }
+    }
+  }
+  svg += xLabels(buckets.map(hourLabel), xOf, Math.ceil(buckets.length / 8)) + "</svg>";
+  el.innerHTML = svg + `<div class="legend">${agents.map((a) => `<span><i style="background:${AGENT_COLORS[a] || "#999"}"></i>${esc(a)}</span>`).join("")}</div>`;
+}
+
+function drawOutcomes(rows) {
+  const el = $("#chart-outcomes");
+  if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
+  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
+  const maxV = niceMax(Math.max(...rows.map((r) => r.succeeded + r.failed + r.in_flight)));
+  const slot = innerW / rows.length, bw = Math.max(4, Math.min(36, slot * 0.7));
+  const xOf = (i) => PAD.l + slot * i + slot / 2;
+  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxV;
+  let svg = svgOpen() + yAxis(maxV, (v) => String(Math.round(v))) + yAxis(1, (v) => `${Math.round(v * 100)}%`, "right");
+  rows.forEach((r, i) => {
+    let base = 0;
+    for (const [value, color, name] of [[r.succeeded, "#1e9e63", "succeeded"], [r.failed, "#d64545", "failed"], [r.in_flight, "#9fb3d9", "in flight"]]) {
+      if (!value) continue;
+      const y1 = yOf(base + value), y0 = yOf(base);
+      svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${y1.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(1, y0 - y1).toFixed(1)}" fill="${color}" rx="2"><title>${esc(hourLabel(r.bucket))}: ${value} ${name}</title></rect>`;
+      base += value;
+    }
+  });
+  const ratePoints = rows.map((r, i) => (r.success_rate === null ? null : [xOf(i), PAD.t + innerH - innerH * r.success_rate])).filter(Boolean);
+  if (ratePoints.length > 1) svg += `<polyline fill="none" stroke="#141b2d" stroke-width="1.6" points="${ratePoints.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
+  for (const p of ratePoints) svg += `<circle cx="${p[0].toFixed(1)}" cy="${p[1].toFixed(1)}" r="2.5" fill="#141b2d"/>`;
+  svg += xLabels(rows.map((r) => hourLabel(r.bucket)), xOf, Math.ceil(rows.length / 8)) + "</svg>";
+  el.innerHTML = svg + `<div class="legend"><span><i style="background:#1e9e63"></i>succeeded</span><span><i style="background:#d64545"></i>failed</span><span><i style="background:#9fb3d9"></i>in flight</span><span><i style="background:#141b2d"></i>success rate</span></div>`;
+}
+
+function drawUsage(rows) {
+  const el = $("#chart-usage");
+  if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
+  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
+  const maxT = niceMax(Math.max(...rows.map((r) => r.tokens_in + r.tokens_out)));
+  const maxC = niceMax(Math.max(...rows.map((r) => r.cost_usd)) || 0.0001);
+  const slot = innerW / rows.length, bw = Math.max(6, Math.min(40, slot * 0.6));
+  const xOf = (i) => PAD.l + slot * i + slot / 2;
+  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxT;
+  let svg = svgOpen() + yAxis(maxT, (v) => (v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v))))
+    + yAxis(maxC, (v) => `$${v < 1 ? v.toFixed(3) : v.toFixed(2)}`, "right");
+  rows.forEach((r, i) => {
+    const yIn = yOf(r.tokens_in), yTop = yOf(r.tokens_in + r.tokens_out);
+    svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${yIn.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, PAD.t + innerH - yIn).toFixed(1)}" fill="#3d5afe" rx="2"><title>${esc(r.day)}: ${fmtInt(r.tokens_in)} tokens in</title></rect>`;
+    svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${yTop.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, yIn - yTop).toFixed(1)}" fill="#9aa9ff" rx="2"><title>${esc(r.day)}: ${fmtInt(r.tokens_out)} tokens out</title></rect>`;
+  });
+  const cost = rows.map((r, i) => [xOf(i), PAD.t + innerH - (innerH * r.cost_usd) / maxC, r]);
+  if (cost.length > 1) svg += `<polyline fill="none" stroke="#d98b0b" stroke-width="2" points="${cost.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
+  for (const [x, y, r] of cost) svg += `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="#d98b0b"><title>${esc(r.day)}: ${esc(fmtUsd(r.cost_usd))} over ${r.runs} runs</title></circle>`;
+  svg += xLabels(rows.map((r) => r.day.slice(5)), xOf, Math.ceil(rows.length / 7)) + "</svg>";
+  el.innerHTML = svg + `<div class="legend"><span><i style="background:#3d5afe"></i>tokens in</span><span><i style="background:#9aa9ff"></i>tokens out</span><span><i style="background:#d98b0b"></i>estimated cost</span></div>`;
+}
+
+function drawQueues(depths) {
+  const el = $("#chart-queues");
+  if (!depths) { el.innerHTML = emptyChart("The broker cannot be read"); return; }
+  state.queueHistory.push({ t: Date.now(), depths });
+  if (state.queueHistory.length > 120) state.queueHistory.shift();
+  const names = Object.keys(depths);
+  const innerW = SVG_W - PAD.l - PAD.r;
+  const maxNow = niceMax(Math.max(1, ...Object.values(depths)));
+  const barH = 18, gap = 10, top = 8;
+  let svg = svgOpen();
+  names.forEach((name, i) => {
+    const y = top + i * (barH + gap);
+    const w = (innerW * 0.55 * depths[name]) / maxNow;
+    svg += `<text x="${PAD.l - 6}" y="${y + 13}" text-anchor="end">${esc(name.split(".").pop())}</text>`;
+    svg += `<rect x="${PAD.l}" y="${y}" width="${(innerW * 0.55).toFixed(1)}" height="${barH}" fill="#f0f2f7" rx="4"/>`;
+    svg += `<rect x="${PAD.l}" y="${y}" width="${Math.max(depths[name] ? 2 : 0, w).toFixed(1)}" height="${barH}" fill="${QUEUE_COLORS[i % 4]}" rx="4"><title>${esc(name)}: ${depths[name]} waiting</title></rect>`;
+    svg += `<text x="${PAD.l + innerW * 0.55 + 8}" y="${y + 13}">${fmtInt(depths[name])}</text>`;
+  });
+  // history since the page opened, one line per queue
+  const hTop = top + names.length * (barH + gap) + 10, hH = SVG_H - hTop - 6, hist = state.queueHistory;
+  const maxH = niceMax(Math.max(1, ...hist.flatMap((h) => Object.values(h.depths))));
+  svg += `<line class="axis" x1="${PAD.l}" x2="${SVG_W - PAD.r}" y1="${hTop + hH}" y2="${hTop + hH}"/>`;
+  svg += `<text x="${PAD.l - 6}" y="${hTop + 8}" text-anchor="end">${fmtInt(maxH)}</text>`;
+  if (hist.length > 1) {
+    names.forEach((name, qi) => {
+      const pts = hist.map((h, i) => `${(PAD.l + (innerW * i) / (hist.length - 1)).toFixed(1)},${(hTop + hH - (hH * (h.depths[name] || 0)) / maxH).toFixed(1)}`);
+      svg += `<polyline fill="none" stroke="${QUEUE_COLORS[qi % 4]}" stroke-width="1.6" points="${pts.join(" ")}"/>`;
+    });
+  } else {
+    svg += `<text x="${PAD.l + innerW / 2}" y="${hTop + hH / 2}" text-anchor="middle">history builds up while this page is open</text>`;
+  }
+  el.innerHTML = svg + "</svg>";
+}
+
+/* ------------------------------------------------------------------ overview */
+
+function filterParams() {
+  const form = $("#run-filters");
+  const params = new URLSearchParams({ limit: "50" });
+  for (const name of ["agent", "status", "insight_kind"]) {
+    const value = form.elements[name].value;
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+async function loadFilters() {
+  if (state.filtersLoaded) return;
+  const options = await api("/api/runs/filters");
+  const form = $("#run-filters");
+  for (const name of ["agent", "status", "insight_kind"]) {
+    const select = form.elements[name];
+    const current = select.value;
+    select.innerHTML = `<option value="">any</option>` + options[name].map((v) => `<option value="${esc(v)}">${esc(v.replace(/_/g, " "))}</option>`).join("");
+    select.value = current;
+  }
+  state.filtersLoaded = true;
+}
+
+async function loadRuns() {
+  const data = await api(`/api/runs?${filterParams()}`);
+  const body = $("#runs-table tbody");
+  if (!data.runs.length) {
+    body.innerHTML = `<tr><td colspan="11" class="muted">No runs${filterParams().toString().includes("&") ? " match these filters" : " yet: run <code>switchboard demo</code>"}.</td></tr>`;
+    return;
+  }
+  body.innerHTML = data.runs.map((r) => {
+    let actions = `${r.actions_executed} done`;
+    if (r.actions_awaiting_approval) actions += `, <b>${r.actions_awaiting_approval} awaiting approval</b>`;
+    return `<tr data-run-id="${esc(r.run_id)}">
+      <td class="mono"><a href="/dashboard/runs/${encodeURIComponent(r.run_id)}" data-run-link>${esc(r.run_id.slice(0, 8))}</a></td>
+      <td>${esc((r.insight_kind || "–").replace(/_/g, " "))}</td>
+      <td>${agentLabel(r.agent)}</td>
+      <td>${pill(r.status)}</td>
+      <td class="num">${esc(fmtMs(r.latency_ms))}</td>
+      <td class="num">${fmtInt(r.tokens_in)} / ${fmtInt(r.tokens_out)}</td>
+      <td class="num">${esc(fmtUsd(r.cost_usd || 0))}</td>
+      <td>${esc(r.provider || "–")}</td>
+      <td>${actions}</td>
+      <td title="${esc(fmtTime(r.created_at))}">${esc(ago(r.created_at))}</td>
+      <td class="err" title="${esc(r.error || "")}">${esc(r.error || "")}</td>
+    </tr>`;
+  }).join("");
+}
+
+async function loadApprovals() {
+  const data = await api("/api/approvals?status=pending");
+  const badge = $("#approvals-badge");
+  badge.hidden = data.count === 0;
+  badge.textContent = data.count;
+  $("#stat-approvals").textContent = fmtInt(data.count);
+  const list = $("#approvals-list");
+  if (!data.approvals.length) { list.innerHTML = `<p class="muted">Nothing is waiting for a decision.</p>`; return; }
+  list.innerHTML = data.approvals.map((a) => `
+    <div class="approval" data-approval-id="${a.id}">
+      ${pill(a.risk, `risk-${esc(a.risk)}`)}
+      <div>
+        <div class="what">${esc(a.action_type.replace(/_/g, " "))} <span class="muted">· run <a href="/dashboard/runs/${encodeURIComponent(a.run_id)}" data-run-link class="mono">${esc(a.run_id.slice(0, 8))}</a> · ${esc(ago(a.created_at))}</span></div>
+        <div class="summary">${esc(a.summary)}</div>
+      </div>
+      <div class="buttons">
+        <button type="button" class="approve" data-decide="approve" data-id="${a.id}">Approve</button>
+        <button type="button" class="reject" data-decide="reject" data-id="${a.id}">Reject</button>
+      </div>
+    </div>`).join("");
+}
+
+async function decide(id, decision, button) {
+  const buttons = document.querySelectorAll(`[data-id="${id}"]`);
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    let options = { method: "POST" };
+    if (decision === "reject") {
+      const reason = prompt("Reason for rejecting (optional):") ?? null;
+      options = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason }) };
+    }
+    await api(`/api/approvals/${id}/${decision}`, options);
+    flash(decision === "approve" ? `Approval ${id} approved: a worker executes it now.` : `Approval ${id} rejected.`);
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) flash(`Could not ${decision} approval ${id}: ${error.message}`, true);
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+  render();
+}
+
+async function loadCharts() {
+  const data = await api("/api/dashboard/charts?hours=24&days=14");
+  drawLatency(data.latency);
+  drawOutcomes(data.outcomes);
+  drawUsage(data.usage);
+  drawQueues(data.queues);
+  const totals = data.outcomes.reduce((acc, r) => ({ s: acc.s + r.succeeded, f: acc.f + r.failed, i: acc.i + r.in_flight }), { s: 0, f: 0, i: 0 });
+  $("#stat-runs").textContent = fmtInt(totals.s + totals.f + totals.i);
+  $("#stat-success").textContent = totals.s + totals.f ? `${((100 * totals.s) / (totals.s + totals.f)).toFixed(1)}%` : "–";
+  const lastBucket = data.latency.length ? data.latency[data.latency.length - 1].bucket : null;
+  const latest = data.latency.filter((r) => r.bucket === lastBucket);
+  $("#stat-p95").textContent = latest.length ? fmtMs(Math.max(...latest.map((r) => r.p95_ms))) : "–";
+  const today = new Date().toISOString().slice(0, 10);
+  const usage = data.usage.find((r) => r.day === today);
+  $("#stat-cost").textContent = fmtUsd(usage ? usage.cost_usd : 0);
+}
+
+async function renderOverview() {
+  await loadFilters();
+  await Promise.all([loadRuns(), loadApprovals(), loadCharts()]);
+}
+
+/* ------------------------------------------------------------------ run page */
+
+function timelineSvg(steps) {
+  const timed = steps.filter((s) => s.started_at);
+  if (!timed.length) return `<p class="muted">No step has started yet.</p>`;
+  const t = (iso) => new Date(iso).getTime();
+  const starts = timed.map((s) => t(s.enqueued_at || s.started_at));
+  const ends = timed.map((s) => (s.finished_at ? t(s.finished_at) : Date.now()));
+  const t0 = Math.min(...starts), t1 = Math.max(...ends), span = Math.max(1, t1 - t0);
+  const W = 960, rowH = 30, L = 90, R = 20, H = timed.length * rowH + 26;
+  const xOf = (ms) => L + ((W - L - R) * (ms - t0)) / span;
+  let svg = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="xMinYMin meet">`;
+  for (let i = 0; i <= 4; i++) {
+    const x = L + ((W - L - R) * i) / 4;
+    svg += `<line class="grid-line" stroke="#eef1f6" x1="${x}" x2="${x}" y1="0" y2="${H - 20}"/><text x="${x}" y="${H - 6}" text-anchor="middle">+${esc(fmtMs((span * i) / 4))}</text>`;
+  }
+  timed.forEach((s, i) => {
+    const y = i * rowH + 4, color = AGENT_COLORS[s.agent] || "#999";
+    svg += `<text x="${L - 10}" y="${y + 16}" text-anchor="end" style="text-transform:capitalize">${esc(s.step)}</text>`;
+    if (s.enqueued_at) {
+      const xa = xOf(t(s.enqueued_at)), xb = xOf(t(s.started_at));
+      svg += `<rect x="${xa.toFixed(1)}" y="${y + 8}" width="${Math.max(1, xb - xa).toFixed(1)}" height="6" fill="${color}" opacity=".25" rx="3"><title>queue wait ${esc(fmtMs(s.queue_wait_ms))}</title></rect>`;
+    }
+    const xs = xOf(t(s.started_at)), xe = xOf(s.finished_at ? t(s.finished_at) : Date.now());
+    const fill = s.status === "failed" ? "#d64545" : color;
+    svg += `<rect x="${xs.toFixed(1)}" y="${y}" width="${Math.max(3, xe - xs).toFixed(1)}" height="22" fill="${fill}" rx="5"><title>${esc(s.step)}: ${esc(s.status)}, ${esc(fmtMs(s.latency_ms))}</title></rect>`;
+    const label = `${fmtMs(s.latency_ms)}${s.retries ? ` · ${s.retries} retr${s.retries === 1 ? "y" : "ies"}` : ""}`;
+    const inside = xe - xs > 90;
+    svg += `<text x="${(inside ? xs + 8 : xe + 6).toFixed(1)}" y="${y + 15}" class="${inside ? "bar-label" : ""}">${esc(label)}</text>`;
+  });
+  return svg + "</svg>";
+}
+
+function payload(label, value) {
+  if (value === null || value === undefined) return "";
+  return `<details><summary>${esc(label)}</summary><pre class="json">${jsonHtml(value)}</pre></details>`;
+}
+
+function renderRun(run) {
+  const meta = [
+    ["Status", pill(run.status)], ["Agent reached", agentLabel(run.agent)], ["Queue", esc(run.queue || "–")],
+    ["Queue wait", esc(fmtMs(run.queue_wait_ms))], ["Latency", esc(fmtMs(run.latency_ms))],
+    ["Tokens in / out", `${fmtInt(run.tokens_in)} / ${fmtInt(run.tokens_out)}`], ["Estimated cost", esc(fmtUsd(run.cost_usd || 0))],
+    ["Provider", esc(run.provider || "–")], ["Model", esc(run.model || "–")], ["Retries", fmtInt(run.retries)],
+    ["Created", esc(fmtTime(run.created_at))], ["Finished", esc(fmtTime(run.finished_at))],
+  ];
+  const insight = run.insight;
+  const steps = run.steps.map((s) => `
+    <div class="step ${esc(s.agent)}" data-step="${esc(s.step)}">
+      <div class="step-head">
+        <span class="name">${esc(s.step)}</span>${pill(s.status)}
+        <span class="facts">${esc(fmtMs(s.latency_ms))} · waited ${esc(fmtMs(s.queue_wait_ms))} in ${esc(s.queue || "–")} · attempt ${s.attempt}${s.retries ? ` · ${s.retries} retries` : ""} · ${fmtInt(s.tokens_in)}/${fmtInt(s.tokens_out)} tokens · ${esc(fmtUsd(s.cost_usd || 0))} · ${esc(s.provider || "–")}${s.model ? ` (${esc(s.model)})` : ""}</span>
+      </div>
+      ${s.error ? `<div class="step-error">${esc(s.error)}</div>` : ""}
+      ${payload("Input", s.input)}${payload("Output", s.output)}
+    </div>`).join("") || `<p class="muted">No steps recorded yet.</p>`;
+  const toolRows = run.tool_calls.map((c) => `
+    <tr data-tool-call="${c.id}">
+      <td class="mono">${esc(c.tool)}</td><td>${esc(c.step || "–")}</td><td>${pill(c.status)}</td>
+      <td class="num">${c.attempts}</td><td class="num">${esc(fmtMs(c.latency_ms))}</td>
+      <td class="err" title="${esc(c.error_message || "")}">${esc(c.error_class ? `${c.error_class}: ${c.error_message}` : "")}</td>
+      <td>${payload("input", c.input)}${payload("output", c.output)}</td>
+    </tr>`).join("");
+  const approvals = run.approvals.map((a) => `
+    <tr data-approval="${a.id}">
+      <td>${esc(a.action_type.replace(/_/g, " "))}</td><td>${pill(a.risk, `risk-${esc(a.risk)}`)}</td><td>${pill(a.status)}</td>
+      <td>${esc(a.decided_by || "–")}${a.decided_at ? ` · ${esc(fmtTime(a.decided_at))}` : ""}</td>
+      <td>${a.status === "pending" ? `<button type="button" class="approve" data-decide="approve" data-id="${a.id}">Approve</button> <button type="button" class="reject" data-decide="reject" data-id="${a.id}">Reject</button>` : esc(a.reason || "")}</td>
+    </tr>`).join("");
+  const actions = run.actions.map((e) => `
+    <tr data-action="${esc(e.action_type)}">
+      <td>${esc(e.action_type.replace(/_/g, " "))}</td><td>${pill(e.status)}</td><td>${esc(fmtTime(e.executed_at))}</td>
+      <td>${payload("result", e.result)}</td>
+    </tr>`).join("");
+  const decisions = run.decisions.map((d) => `
+    <tr><td>${esc(d.kind)}</td><td>${esc(d.step || "–")}</td><td>${esc(d.agent || "–")}</td><td>${pill(d.status)}</td><td>${esc(fmtTime(d.created_at))}</td><td>${payload("details", { input: d.input, output: d.output })}</td></tr>`).join("");
+
+  $("#run-detail").innerHTML = `
+    <div class="card">
+      <div class="run-head">
+        <div>
+          <h1>${esc((run.insight_kind || "run").replace(/_/g, " "))}</h1>
+          <div class="muted mono" id="run-id">${esc(run.run_id)}</div>
+          ${insight ? `<div style="margin-top:6px">${pill(insight.severity, `risk-${esc(insight.severity)}`)} ${esc(insight.title)} <span class="muted">· ${esc(insight.source)} ${esc(insight.entity_type || "")} ${esc(insight.entity_id || "")}</span></div>` : ""}
+          ${run.replay_of ? `<div class="muted">replay of ${esc(run.replay_of)}</div>` : ""}
+        </div>
+        <div>
+          <button type="button" id="replay-button" class="primary" ${run.status === "failed" ? "" : "disabled"}
+            title="${run.status === "failed" ? "Run it again from the step that failed" : "Only failed runs can be replayed"}">Replay from failed step</button>
+        </div>
+      </div>
+      <div class="run-meta">${meta.map(([l, v]) => `<div><div class="label">${esc(l)}</div><div class="value">${v}</div></div>`).join("")}</div>
+      ${run.error ? `<div class="run-error" id="run-error">${esc(run.error)}</div>` : ""}
+    </div>
+    <div class="card timeline"><h2>Step timeline <small>faint: queue wait · solid: running</small></h2>${timelineSvg(run.steps)}</div>
+    <div class="card"><h2>Steps</h2><div class="steps" id="run-steps">${steps}</div></div>
+    <div class="card"><h2>Tool calls <small>${run.tool_calls.length}</small></h2>
+      ${toolRows ? `<div class="table-wrap"><table id="tool-calls"><thead><tr><th>Tool</th><th>Step</th><th>Status</th><th class="num">Attempts</th><th class="num">Latency</th><th>Error</th><th>Payloads</th></tr></thead><tbody>${toolRows}</tbody></table></div>` : `<p class="muted">No tool calls.</p>`}
+    </div>
+    <div class="card"><h2>Approvals</h2>
+      ${approvals ? `<table id="run-approvals"><thead><tr><th>Action</th><th>Risk</th><th>Status</th><th>Decided</th><th></th></tr></thead><tbody>${approvals}</tbody></table>` : `<p class="muted">No action of this run needed approval.</p>`}
+    </div>
+    <div class="card"><h2>Executed actions <small>${run.actions.length}</small></h2>
+      ${actions ? `<table id="run-actions"><thead><tr><th>Action</th><th>Status</th><th>Executed</th><th>Result</th></tr></thead><tbody>${actions}</tbody></table>` : `<p class="muted">Nothing executed yet.</p>`}
+    </div>
+    ${decisions ? `<div class="card"><h2>Decisions</h2><table id="run-decisions"><thead><tr><th>Kind</th><th>Step</th><th>By</th><th>Status</th><th>When</th><th></th></tr></thead><tbody>${decisions}</tbody></table></div>` : ""}`;
+  const replayButton = $("#replay-button");
+  replayButton.addEventListener("click", async () => {
+    replayButton.disabled = true;
+    try {
+      const result = await api(`/api/runs/${encodeURIComponent(run.run_id)}/replay`, { method: "POST" });
+      flash(`Run queued again from its ${result.replayed_from} step.`);
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) flash(`Replay refused: ${error.message}`, true);
+    }
+    render();
+  });
+}
+
+async function renderRunPage(runId) {
+  try {
+    const run = await api(`/api/runs/${encodeURIComponent(runId)}`);
+    state.runSettled = ["done", "failed", "expired"].includes(run.status) && !run.approvals.some((a) => a.status === "approved");
+    renderRun(run);
+  } catch (error) {
+    if (error instanceof Unauthorized) throw error;
+    $("#run-detail").innerHTML = `<div class="card"><h2>Run ${esc(runId)}</h2><p class="error">${esc(error.message)}</p></div>`;
+  }
+}
+
+/* ------------------------------------------------------------------ routing and refresh */
+
+function currentRunId() {
+  const match = location.pathname.match(/^\/dashboard\/runs\/([^/]+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+let rendering = false;
+async function render() {
+  if (rendering) return;
+  rendering = true;
+  const runId = currentRunId();
+  $("#overview-view").hidden = Boolean(runId);
+  $("#run-view").hidden = !runId;
+  try {
+    if (runId) await renderRunPage(runId); else await renderOverview();
+    $("#refresh-state").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) $("#refresh-state").textContent = `update failed: ${error.message}`;
+  } finally {
+    rendering = false;
+  }
+}
+
+function navigate(path) {
+  history.pushState({}, "", path);
+  window.scrollTo(0, 0);
+  render();
+}
+
+function scheduleRefresh() {
+  clearInterval(state.timer);
+  state.timer = setInterval(() => {
+    const auto = $("#run-filters").elements.auto.checked;
+    const dialogOpen = $("#key-dialog").open;
+    // a run page refreshes only while the run is still moving (open payloads stay open)
+    const settled = currentRunId() && state.runSettled;
+    if (!dialogOpen && auto && !document.hidden && !settled) render();
+  }, state.refreshS * 1000);
+}
+
+async function start() {
+  setupKeyDialog();
+  try {
+    const config = await (await fetch("/api/dashboard/config")).json();
+    state.refreshS = config.refresh_s || 5;
+    state.keyRequired = config.api_key_required;
+    $("#key-button").hidden = !config.api_key_required;
+  } catch (_) { /* the API answers below or reports why */ }
+  document.addEventListener("click", (event) => {
+    const decideButton = event.target.closest("[data-decide]");
+    if (decideButton) { decide(decideButton.dataset.id, decideButton.dataset.decide, decideButton); return; }
+    const link = event.target.closest("a[data-run-link], a[data-nav]");
+    if (link && !event.metaKey && !event.ctrlKey) {
+      event.preventDefault();
+      navigate(link.getAttribute("href"));
+      return;
+    }
+    const row = event.target.closest("tr[data-run-id]");
+    if (row && !event.target.closest("a, button, details")) navigate(`/dashboard/runs/${encodeURIComponent(row.dataset.runId)}`);
+  });
+  $("#run-filters").addEventListener("change", () => render());
+  window.addEventListener("popstate", render);
+  await render();
+  if (location.hash === "#approvals") $("#approvals").scrollIntoView();
+  scheduleRefresh();
+}
+
+start();
