@@ -31,6 +31,12 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "schedule": 60.0,
         "options": {"expires": 300},
     }
+    gaps = settings.gap_detection_interval_s
+    schedule["ingest-detect-gaps"] = {
+        "task": "switchboard.tasks.backfill.detect_gaps",
+        "schedule": gaps,
+        "options": {"expires": gaps},
+    }
     schedule["nightly-eval"] = {
         "task": "switchboard.tasks.evals.nightly",
         "schedule": crontab(hour=settings.eval_cron_hour, minute=settings.eval_cron_minute),

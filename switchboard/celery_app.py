@@ -23,6 +23,7 @@ TASK_MODULES = [
     "switchboard.tasks.integrations",
     "switchboard.tasks.evals",
     "switchboard.tasks.ingest",
+    "switchboard.tasks.backfill",
 ]
 
 # Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.

@@ -153,6 +153,16 @@ class Settings(BaseSettings):
     poll_insights_interval_s: float = Field(default=2.0, gt=0)
     watcher_scan_interval_s: float = Field(default=300.0, gt=0)
     gap_detection_interval_s: float = Field(default=900.0, gt=0)
+
+    # --- gap detection and backfills (switchboard/tasks/backfill.py) ------------------------------
+    # How far back each gap-detection pass compares the provider with the store (Stripe keeps
+    # events for 30 days, so longer windows find nothing more there).
+    gap_detection_lookback_s: float = Field(default=86400.0, gt=0, le=30 * 86400.0)
+    # The newest seconds are left out of a pass: their webhooks may still be on the way.
+    gap_detection_settle_s: float = Field(default=300.0, ge=0)
+    # Provider pages one backfill task handles before re-queuing itself (from its saved cursor),
+    # so a long backfill never runs into the task time limit and shares the workers.
+    backfill_pages_per_task: int = Field(default=20, ge=1, le=1000)
     eval_cron_hour: int = Field(default=2, ge=0, le=23)
     eval_cron_minute: int = Field(default=0, ge=0, le=59)
 
@@ -236,6 +246,15 @@ class Settings(BaseSettings):
                 f"SWITCHBOARD_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
                 f"SWITCHBOARD_TASK_TIME_LIMIT_S and SWITCHBOARD_RETRY_BACKOFF_CAP_S ({longest:g}), "
                 "or running and delayed tasks would be delivered twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_gap_window(self) -> Settings:
+        if self.gap_detection_settle_s >= self.gap_detection_lookback_s:
+            raise ValueError(
+                "SWITCHBOARD_GAP_DETECTION_SETTLE_S must be below SWITCHBOARD_GAP_DETECTION_LOOKBACK_S "
+                f"({self.gap_detection_settle_s:g} >= {self.gap_detection_lookback_s:g}): the window would be empty"
             )
         return self
 

@@ -106,20 +106,35 @@ class HubSpotClient:
         self, object_type: str, filters: list[dict[str, Any]], properties: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every object matching `filters` (one filter group, ANDed), paging with `after`."""
-        api = self._search_api(object_type)
         after: str | None = None
         while True:
-            request = {"filterGroups": [{"filters": filters}], "limit": PAGE_SIZE, "properties": properties or []}
-            if after:
-                request["after"] = after
-            search = functools.partial(
-                api.do_search_with_http_info, public_object_search_request=request, _request_timeout=self.timeout
-            )
-            page = self._call(f"{object_type}.search", request, search)
-            yield from (_plain(item) for item in page.results or [])
-            after = page.paging.next.after if page.paging and page.paging.next else None
+            results, after = self.search_page(object_type, filters, properties, after)
+            yield from results
             if not after:
                 return
+
+    def search_page(
+        self,
+        object_type: str,
+        filters: list[dict[str, Any]],
+        properties: list[str] | None = None,
+        after: str | None = None,
+        sorts: list[dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a search and the `after` cursor of the next page (None after the last)."""
+        api = self._search_api(object_type)
+        request: dict[str, Any] = {"filterGroups": [{"filters": filters}], "limit": PAGE_SIZE,
+                                   "properties": properties or []}  # fmt: skip
+        if sorts:
+            request["sorts"] = sorts
+        if after:
+            request["after"] = after
+        search = functools.partial(
+            api.do_search_with_http_info, public_object_search_request=request, _request_timeout=self.timeout
+        )
+        page = self._call(f"{object_type}.search", request, search)
+        next_after = page.paging.next.after if page.paging and page.paging.next else None
+        return [_plain(item) for item in page.results or []], next_after
 
     def _search_api(self, object_type: str) -> Any:
         if object_type == "tasks":

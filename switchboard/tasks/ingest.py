@@ -31,7 +31,7 @@ log = logging.getLogger("switchboard.ingest")
 STRIPE_OBJECTS = {
     "charge", "invoice", "payout", "balance_transaction", "dispute", "refund", "customer", "payment_intent",
 }  # fmt: skip
-HUBSPOT_OBJECTS = {"deal": "deal", "contact": "contact", "company": "company"}
+HUBSPOT_OBJECTS = {"deal": "deal", "contact": "contact", "company": "company"}  # event type prefix → object
 
 
 class UnprocessableEvent(ValueError):
@@ -70,6 +70,13 @@ def record_for(event: Event, stored: dict[tuple[str, str, str], SourceRecord]) -
             return None
         current = stored.get(("hubspot", object_type, str(object_id)))
         data: dict[str, Any] = dict(current.data) if current is not None else {"id": str(object_id), "properties": {}}
+        snapshot = payload.get("object")
+        if event.type.endswith(".snapshot") and isinstance(snapshot, dict):
+            # a backfilled object as HubSpot returned it: its properties win, ours are kept
+            data["properties"] = {**(data.get("properties") or {}), **(snapshot.get("properties") or {})}
+            updated = snapshot.get("updated_at") or snapshot.get("updatedAt")
+            if updated:
+                data["updatedAt"] = str(updated)
         if payload.get("propertyName"):
             data["properties"] = {
                 **(data.get("properties") or {}),

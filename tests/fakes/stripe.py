@@ -1,4 +1,5 @@
-"""A fake Stripe API: list objects with `has_more` / `starting_after` paging, retrieve, form-encoded
+"""A fake Stripe API: list objects with `has_more` / `starting_after` paging (newest first, with
+`created[gt|gte|lt|lte]` range filters, as `GET /v1/events` has), retrieve, form-encoded
 updates with `Idempotency-Key` replay (`Idempotent-Replayed: true`), and Stripe's error bodies."""
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class FakeStripe(FakeAPI):
         for field in ("payout", "customer", "type", "status"):
             if field in request.query:
                 items = [o for o in items if str(o.get(field)) == request.query[field][0]]
+        # Stripe's range filters: created[gt|gte|lt|lte]=<unix seconds>
+        bounds = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+        for op, holds in bounds.items():
+            if f"created[{op}]" in request.query:
+                limit_ts = int(request.query[f"created[{op}]"][0])
+                items = [o for o in items if holds(int(o.get("created") or 0), limit_ts)]
         start = 0
         if after is not None:
             ids = [o["id"] for o in items]

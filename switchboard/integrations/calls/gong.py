@@ -46,6 +46,10 @@ class GongProvider:
                 response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as error:
                 raise CallFailure(None, f"{type(error).__name__}: {error}") from None
+            if response.status_code == 404 and operation == "calls.list":
+                # Gong answers an empty window with 404 "No calls found corresponding to the
+                # provided filters": for a listing that is an empty page, not a failure.
+                return {"calls": [], "records": {}}
             if response.status_code >= 400:
                 try:
                     errors = response.json().get("errors") or [response.reason_phrase]

@@ -1,0 +1,217 @@
+"""Gap detection and tracked backfills against the fake Stripe (`GET /v1/events` with real list
+paging and `created` filters): 10,000 events of which the store lacks 737; gap detection finds
+exactly those, the backfill stores them once, and a worker killed mid-backfill resumes from the
+saved cursor without duplicates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, insert, select, text
+
+from switchboard.db.models import Event
+from switchboard.db.session import get_engine, session_scope
+from switchboard.settings import get_settings
+from switchboard.tasks.backfill import create_job, detect_gaps, get_job
+from tests.fakes.stripe import FakeStripe
+
+TOTAL, MISSING = 10_000, 737
+API_KEY = "sk_test_" + uuid.uuid4().hex
+
+
+def _events(now: int) -> list[dict[str, Any]]:
+    # spread over the last 20 hours, all older than the settle time
+    rng = random.Random(20)
+    events = []
+    for n in range(TOTAL):
+        created = now - 900 - rng.randrange(20 * 3600)
+        events.append({
+            "id": f"evt_{n:05d}", "object": "event", "type": "charge.succeeded", "created": created,
+            "livemode": False, "api_version": "2024-06-20",
+            "data": {"object": {"id": f"ch_{n:05d}", "object": "charge", "amount": 1000 + n, "currency": "usd",
+                                "status": "succeeded", "created": created}},
+        })  # fmt: skip
+    return events
+
+
+@pytest.fixture(scope="module")
+def fake_stripe() -> Iterator[FakeStripe]:
+    with FakeStripe(API_KEY) as fake:
+        assert isinstance(fake, FakeStripe)
+        for event in _events(int(time.time())):
+            fake.add("events", event)
+        yield fake
+
+
+def _store_all_but(fake: FakeStripe, missing: set[str]) -> None:
+    rows = [
+        {"source": "stripe", "external_id": e["id"], "type": e["type"], "payload": e, "status": "processed",
+         "occurred_at": dt.datetime.fromtimestamp(e["created"], dt.UTC)}
+        for e in fake.objects["events"].values() if e["id"] not in missing
+    ]  # fmt: skip
+    with get_engine().begin() as connection:
+        connection.execute(text("TRUNCATE events, backfill_jobs, source_records RESTART IDENTITY CASCADE"))
+        for start in range(0, len(rows), 2000):
+            connection.execute(insert(Event), rows[start : start + 2000])
+
+
+def _stripe_ids() -> list[str]:
+    with session_scope() as session:
+        return list(session.scalars(select(Event.external_id).where(Event.source == "stripe")))
+
+
+def _reset_shared_limits(redis_url: str) -> None:
+    # rate buckets and breakers are shared through Redis: start from closed and full
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("switchboard:*:stripe*"):
+        client.delete(key)
+
+
+def _wait_job(job_id: str, status: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = get_job(job_id) or {}
+        if job.get("status") == status:
+            return job
+        assert job.get("status") != "failed", job
+        time.sleep(0.1)
+    raise AssertionError(f"backfill {job_id} not {status} after {timeout_s:.0f} s: {job}")
+
+
+@pytest.fixture()
+def stripe_settings(
+    fake_stripe: FakeStripe, redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    _reset_shared_limits(redis_url)
+    fake_stripe.reset()
+    monkeypatch.setenv("SWITCHBOARD_STRIPE_API_KEY", API_KEY)
+    monkeypatch.setenv("SWITCHBOARD_STRIPE_API_BASE", fake_stripe.url)
+    monkeypatch.setenv("SWITCHBOARD_STRIPE_RATE_PER_S", "1000")
+    monkeypatch.setenv("SWITCHBOARD_BACKFILL_PAGES_PER_TASK", "25")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_gap_detection_finds_exactly_the_missing_events_and_the_backfill_stores_them_once(
+    fake_stripe: FakeStripe, stripe_settings: None, celery_worker: object
+) -> None:
+    all_ids = sorted(fake_stripe.objects["events"])
+    missing = sorted(random.Random(737).sample(all_ids, MISSING))
+    _store_all_but(fake_stripe, set(missing))
+    assert len(_stripe_ids()) == TOTAL - MISSING
+
+    report = detect_gaps.delay(["stripe"]).get(timeout=120)
+    assert report["stripe"]["missing"] == MISSING
+    job_id = report["stripe"]["job_id"]
+    found = get_job(job_id)
+    assert found is not None and found["trigger"] == "gap_detection" and found["expected"] == MISSING
+    with session_scope() as session:
+        from switchboard.db.models import BackfillJob
+
+        job_row = session.get(BackfillJob, job_id)
+        assert job_row is not None and job_row.missing_ids == missing  # exactly those 737
+    # the scan asked Stripe for a created-time window, page by page
+
+    job = _wait_job(job_id, "done", timeout_s=120)
+    scans = fake_stripe.seen("/v1/events", "GET")
+    assert scans and all("created[gte]" in r.query and "created[lt]" in r.query for r in scans)
+    assert sum(1 for r in scans if "starting_after" not in r.query) == 2  # the scan's first page, the backfill's
+    window = [e for e in fake_stripe.objects["events"].values()
+              if dt.datetime.fromisoformat(job["window_start"]).timestamp() <= e["created"]
+              < dt.datetime.fromisoformat(job["window_end"]).timestamp()]  # fmt: skip
+    assert (job["stored"], job["fetched"], job["duplicates"]) == (MISSING, len(window), len(window) - MISSING)
+    assert job["progress"] == 1.0 and job["pages"] == -(-len(window) // 100) and job["finished_at"]
+    ids = _stripe_ids()
+    assert len(ids) == TOTAL and sorted(ids) == all_ids  # every event once, none twice
+
+    again = detect_gaps.delay(["stripe"]).get(timeout=120)
+    assert again["stripe"] == {"missing": 0, "job_id": None}
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "switchboard", "worker", "--queues", "low", "--concurrency", "1"],
+            env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def test_a_worker_killed_mid_backfill_resumes_from_its_cursor_without_duplicates(
+    fake_stripe: FakeStripe, stripe_settings: None, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    all_ids = sorted(fake_stripe.objects["events"])
+    missing = set(random.Random(11).sample(all_ids, MISSING))
+    _store_all_but(fake_stripe, missing)
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(
+        SWITCHBOARD_DATABASE_URL=database_url,
+        SWITCHBOARD_BROKER_URL=redis_url,
+        SWITCHBOARD_QUEUE_PREFIX=prefix,
+        SWITCHBOARD_DATA_DIR=str(tmp_path),
+        SWITCHBOARD_STRIPE_API_KEY=API_KEY,
+        SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url,
+        # 10 pages a second: the 100 pages take about 10 s, so the kill lands mid-backfill;
+        # a short visibility timeout brings the killed worker's message back within seconds.
+        SWITCHBOARD_STRIPE_RATE_PER_S="10",
+        SWITCHBOARD_BACKFILL_PAGES_PER_TASK="5",
+        SWITCHBOARD_VISIBILITY_TIMEOUT_S="6",
+        SWITCHBOARD_TASK_TIME_LIMIT_S="5",
+        SWITCHBOARD_RETRY_BACKOFF_CAP_S="5",
+        SWITCHBOARD_LOG_LEVEL="WARNING",
+    )
+    now = dt.datetime.now(dt.UTC)
+    job_id = create_job("stripe", now - dt.timedelta(days=1), now, trigger="api")
+    first = _worker(env, tmp_path / "worker-1.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        # the job's first task goes to this test's private low queue
+        from switchboard.celery_app import app
+
+        app.send_task("switchboard.tasks.backfill.run_backfill", args=[job_id], queue=f"{prefix}low")
+        deadline = time.monotonic() + 60
+        while (get_job(job_id) or {}).get("pages", 0) < 15:
+            assert time.monotonic() < deadline, (tmp_path / "worker-1.log").read_text()
+            assert first.poll() is None, (tmp_path / "worker-1.log").read_text()
+            time.sleep(0.02)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        at_kill = get_job(job_id)
+        assert at_kill is not None and at_kill["status"] == "running" and 15 <= at_kill["pages"] < 100
+        requests_before = len(fake_stripe.seen("/v1/events", "GET"))
+
+        second = _worker(env, tmp_path / "worker-2.log")
+        job = _wait_job(job_id, "done", timeout_s=90)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+
+    after = fake_stripe.seen("/v1/events", "GET")[requests_before:]
+    assert after, "the second worker made no request"
+    # resumed from the saved cursor: its first page starts after the cursor saved before the kill
+    assert after[0].query.get("starting_after") == [at_kill["cursor"]]
+    assert all("starting_after" in r.query for r in after)  # never restarted from the top
+    assert len(after) <= 100 - at_kill["pages"] + 1
+    # every page committed exactly once: the counts add up, nothing is stored twice
+    assert (job["fetched"], job["stored"], job["duplicates"], job["pages"]) == (TOTAL, MISSING, TOTAL - MISSING, 100)
+    ids = _stripe_ids()
+    assert len(ids) == TOTAL and sorted(ids) == all_ids
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == TOTAL
