@@ -1,7 +1,129 @@
-"""Placeholder router, filled in by the issue that owns it."""
+"""Tracked backfills: `POST /api/backfill` starts one, `GET /api/backfill/{id}` shows its progress.
+
+Both need an API key. A backfill pages through the provider on the workers (`tasks/backfill.py`)
+from its saved cursor; bad input (unknown source, bad or empty window, unconfigured provider)
+gets a 4xx with the reason and creates nothing.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from typing import Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from switchboard.api.auth import require_api_key
+from switchboard.api.events import _validated, read_json
+from switchboard.settings import get_settings
+from switchboard.tasks import backfill as jobs
+
+router = APIRouter(prefix="/api/backfill", tags=["backfill"])
+
+MAX_BODY_BYTES = 4096
+
+
+class BackfillIn(BaseModel):
+    """A backfill of one source over [since, until) (until defaults to now; UTC without an offset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["stripe", "hubspot", "calls"]
+    since: dt.datetime
+    until: dt.datetime | None = None
+
+
+class BackfillJobOut(BaseModel):
+    id: str
+    source: str
+    status: Literal["pending", "running", "done", "failed"]
+    trigger: str
+    window_start: str | None
+    window_end: str | None
+    expected: int | None = Field(description="Items gap detection found missing (null for a requested backfill)")
+    fetched: int = Field(description="Items read from the provider")
+    stored: int = Field(description="Items stored (new)")
+    duplicates: int = Field(description="Items the store already had")
+    pages: int
+    progress: float = Field(ge=0, le=1)
+    cursor: str | None
+    reason: str | None
+    error: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def window(since: dt.datetime, until: dt.datetime | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The checked window: since before until, neither in the future (ValueError says why)."""
+    since, until = _utc(since), _utc(until) if until is not None else now
+    if since >= now:
+        raise ValueError(f"since ({since.isoformat()}) is not in the past")
+    if until > now:
+        raise ValueError(f"until ({until.isoformat()}) is in the future")
+    if since >= until:
+        raise ValueError(f"the window is empty: since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    return since, until
+
+
+def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger: str) -> str:
+    """Create and dispatch a backfill job; returns its id."""
+    job_id = jobs.create_job(source, since, until, trigger=trigger)
+    jobs.dispatch(job_id)
+    return job_id
+
+
+@router.post(
+    "",
+    dependencies=[Depends(require_api_key)],
+    response_model=BackfillJobOut,
+    status_code=202,
+    responses={
+        400: {"description": "Not JSON"},
+        401: {"description": "No or a wrong API key"},
+        409: {"description": "The source's credentials are not configured"},
+        413: {"description": "Body too large"},
+        422: {"description": "Unknown source, bad date, or an empty or future window"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": BackfillIn.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    },
+)
+async def post_backfill(request: Request) -> JSONResponse:
+    """Start a tracked backfill of one source over a time window (202 with the job)."""
+    body: BackfillIn = _validated(BackfillIn, await read_json(request, MAX_BODY_BYTES))
+    try:
+        since, until = window(body.since, body.until, dt.datetime.now(dt.UTC))
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+    if not jobs.configured(body.source, get_settings()):
+        raise HTTPException(409, f"{body.source} is not configured: its API credentials are not set")
+    job_id = await run_in_threadpool(start_backfill, body.source, since, until, "api")
+    return JSONResponse(await run_in_threadpool(jobs.get_job, job_id), status_code=202)
+
+
+@router.get(
+    "/{job_id}",
+    dependencies=[Depends(require_api_key)],
+    response_model=BackfillJobOut,
+    responses={401: {"description": "No or a wrong API key"}, 404: {"description": "No such backfill job"}},
+)
+async def get_backfill(job_id: str = Path(max_length=64)) -> JSONResponse:
+    """A backfill job's status, counts and progress."""
+    job = await run_in_threadpool(jobs.get_job, job_id)
+    if job is None:
+        raise HTTPException(404, f"no backfill job {job_id}")
+    return JSONResponse(job)

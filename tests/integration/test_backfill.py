@@ -215,3 +215,99 @@ def test_a_worker_killed_mid_backfill_resumes_from_its_cursor_without_duplicates
     assert len(ids) == TOTAL and sorted(ids) == all_ids
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == TOTAL
+
+
+BACKFILL_KEY = "sbk_" + uuid.uuid4().hex
+
+
+@pytest.fixture()
+def api(stripe_settings: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from switchboard.api.app import create_app
+
+    monkeypatch.setenv("SWITCHBOARD_API_KEYS", BACKFILL_KEY)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        yield client
+    get_settings.cache_clear()
+
+
+def test_backfill_api_starts_a_job_and_reports_its_progress(
+    fake_stripe: FakeStripe, api: Any, celery_worker: object
+) -> None:
+    _store_all_but(fake_stripe, set())
+    auth = {"Authorization": f"Bearer {BACKFILL_KEY}"}
+    now = dt.datetime.now(dt.UTC)
+    since = (now - dt.timedelta(hours=2)).isoformat()
+    assert api.post("/api/backfill", json={"source": "stripe", "since": since}).status_code == 401
+    bad = [
+        api.post("/api/backfill", json={"source": "salesforce", "since": since}, headers=auth),
+        api.post("/api/backfill", json={"source": "stripe", "since": "last tuesday"}, headers=auth),
+        api.post("/api/backfill", json={"source": "stripe", "since": since, "until": since}, headers=auth),
+        api.post("/api/backfill", json={"source": "stripe", "since": (now + dt.timedelta(days=1)).isoformat()},
+                 headers=auth),
+        api.post("/api/backfill", json={"source": "hubspot", "since": since}, headers=auth),
+        api.post("/api/backfill", content=b"{", headers={**auth, "content-type": "application/json"}),
+    ]  # fmt: skip
+    assert [r.status_code for r in bad] == [422, 422, 422, 422, 409, 400]
+    assert bad[0].json()["detail"][0]["loc"] == ["source"] and bad[1].json()["detail"][0]["loc"] == ["since"]
+    assert "the window is empty" in bad[2].json()["detail"] and "not in the past" in bad[3].json()["detail"]
+    assert "hubspot is not configured" in bad[4].json()["detail"]
+    assert _job_count() == 0  # bad input creates nothing
+
+    started = api.post("/api/backfill", json={"source": "stripe", "since": since}, headers=auth)
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    assert started.json()["status"] in ("pending", "running") and started.json()["trigger"] == "api"
+    _wait_job(job_id, "done", timeout_s=60)
+    shown = api.get(f"/api/backfill/{job_id}", headers=auth)
+    in_window = sum(1 for e in fake_stripe.objects["events"].values() if e["created"] >= int(now.timestamp()) - 7200)
+    assert shown.status_code == 200
+    assert {k: shown.json()[k] for k in ("status", "progress", "fetched", "stored", "duplicates")} == {
+        "status": "done",
+        "progress": 1.0,
+        "fetched": in_window,
+        "stored": 0,
+        "duplicates": in_window,
+    }
+    assert api.get("/api/backfill/nope", headers=auth).status_code == 404
+    assert api.get(f"/api/backfill/{job_id}").status_code == 401
+
+
+def _job_count() -> int:
+    from switchboard.db.models import BackfillJob
+
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(BackfillJob)) or 0)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "switchboard", "backfill", *args], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_backfill_cli_shows_progress_and_rejects_bad_input(
+    fake_stripe: FakeStripe, stripe_settings: None, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    missing = set(random.Random(5).sample(sorted(fake_stripe.objects["events"]), 300))
+    _store_all_but(fake_stripe, missing)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_BROKER_URL=redis_url,
+               SWITCHBOARD_DATA_DIR=str(tmp_path), SWITCHBOARD_STRIPE_API_KEY=API_KEY,
+               SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url, SWITCHBOARD_STRIPE_RATE_PER_S="1000",
+               SWITCHBOARD_QUEUE_PREFIX=f"c{uuid.uuid4().hex[:6]}.", SWITCHBOARD_LOG_FORMAT="text")  # fmt: skip
+    unknown = _cli(env, "--source", "salesforce", "--since", "2026-11-01")
+    assert unknown.returncode == 2 and "unknown source 'salesforce'" in unknown.stderr
+    bad_date = _cli(env, "--source", "stripe", "--since", "yesterday-ish")
+    assert bad_date.returncode == 2 and "--since 'yesterday-ish' is not an ISO date" in bad_date.stderr
+    empty = _cli(env, "--source", "stripe", "--since", "2026-11-02", "--until", "2026-11-01")
+    assert empty.returncode == 2 and "the window is empty" in empty.stderr
+    assert _job_count() == 0  # bad input creates nothing
+
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    done = _cli(env, "--source", "stripe", "--since", since, "--inline")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"done: {TOTAL} fetched, 300 stored, {TOTAL - 300} already stored" in done.stdout
+    assert "100%" in done.stderr  # the progress bar reached the end
+    assert len(_stripe_ids()) == TOTAL
