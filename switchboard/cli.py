@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -175,6 +175,77 @@ def runs(
         typer.echo(json.dumps(rows))
     else:
         render_runs(rows, Console(), f"Last {len(rows)} runs")
+
+
+def _ms(value: object) -> str:
+    return "" if value is None else f"{float(str(value)):.0f}"
+
+
+def render_run_detail(run: dict[str, Any], console: Console) -> None:
+    """One run for `switchboard runs show`: facts, steps, tool calls, approvals, actions, errors."""
+    console.print(
+        f"[bold]run {run['run_id']}[/bold]  {run['insight_kind'] or '-'}  status [bold]{run['status']}[/bold]"
+        f"  queue {run['queue'] or '-'}  latency {_ms(run['latency_ms']) or '-'} ms"
+        f"  tokens {run['tokens_in']}/{run['tokens_out']}  cost ${run['cost_usd']:.4f}"
+        f"  provider {run['provider'] or '-'}  retries {run['retries']}",
+        highlight=False,
+    )
+    if run["error"]:
+        console.print(f"[red]error:[/red] {run['error']}", highlight=False)
+    from rich.table import Table
+
+    steps = Table(title="Steps")
+    for column in ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out", "provider",
+                   "error"):  # fmt: skip
+        steps.add_column(column)
+    for step in run["steps"]:
+        steps.add_row(
+            step["step"], step["status"], str(step["attempt"]), str(step["retries"]), _ms(step["queue_wait_ms"]),
+            _ms(step["latency_ms"]), f"{step['tokens_in']}/{step['tokens_out']}", str(step["provider"] or ""),
+            str(step["error"] or ""),
+        )  # fmt: skip
+    console.print(steps)
+    calls = Table(title="Tool calls")
+    for column in ("tool", "step", "status", "attempts", "latency ms", "error"):
+        calls.add_column(column)
+    for call in run["tool_calls"]:
+        error = f"{call['error_class']}: {call['error_message']}" if call["error_class"] else ""
+        calls.add_row(
+            str(call["tool"]), str(call["step"] or ""), call["status"], str(call["attempts"]),
+            _ms(call["latency_ms"]), error,
+        )  # fmt: skip
+    console.print(calls if run["tool_calls"] else "no tool calls")
+    if run["approvals"]:
+        approvals = Table(title="Approvals")
+        for column in ("id", "action", "risk", "status", "decided by"):
+            approvals.add_column(column)
+        for approval in run["approvals"]:
+            approvals.add_row(
+                str(approval["id"]), approval["action_type"], approval["risk"], approval["status"],
+                str(approval["decided_by"] or ""),
+            )  # fmt: skip
+        console.print(approvals)
+    actions = ", ".join(f"{a['action_type']} ({a['status']})" for a in run["actions"]) or "none"
+    console.print(f"executed actions: {actions}", highlight=False)
+
+
+@runs_cli.command("show")
+def runs_show(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON")] = False,
+) -> None:
+    """One run: its steps (timing, usage, errors), tool calls, approvals and executed actions."""
+    from switchboard.db.queries import run_detail
+
+    _settings()
+    detail = run_detail(run_id)
+    if detail is None:
+        console.print(f"[red]switchboard:[/red] no run {run_id}", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(detail, default=str))
+    else:
+        render_run_detail(detail, Console())
 
 
 @cli.command()

@@ -54,6 +54,11 @@ class TaskContextFilter(logging.Filter):
         for name, value in task_context().items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
+        # Celery's own lines about a message it has not started yet ("Task … received") carry
+        # the message in `data`: its task id is known even outside the task
+        data = getattr(record, "data", None)
+        if getattr(record, "task_id", None) is None and isinstance(data, dict) and data.get("id"):
+            record.task_id = str(data["id"])
         return True
 
 
@@ -141,6 +146,14 @@ def _after_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
     _restyle(logger)
 
 
+def _on_worker_init(**_: Any) -> None:
+    # Sent before Celery's own start-up checks (e.g. its warning about running as root) and
+    # before it sets logging up: our handler goes on the root logger now, Python warnings are
+    # routed through logging, and Celery — seeing a configured root — adds no second handler.
+    logging.captureWarnings(True)
+    configure_logging(get_settings())
+
+
 def _task_prerun(task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any) -> None:
     from switchboard.tasks.steps import STEP_TASKS
 
@@ -164,6 +177,7 @@ def connect_worker_logging() -> None:
     """Celery signals: restyle Celery's worker handlers, bind the task fields around each task."""
     from celery import signals
 
+    signals.celeryd_init.connect(_on_worker_init, weak=False)
     signals.after_setup_logger.connect(_after_setup_logger, weak=False)
     signals.after_setup_task_logger.connect(_after_setup_logger, weak=False)
     signals.task_prerun.connect(_task_prerun, weak=False)

@@ -4,6 +4,10 @@ prometheus_client's own text parser."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -293,3 +297,38 @@ def test_queue_depth_counts_every_priority_list(redis_url: str) -> None:
         client.close()
         sender.close()
     assert celery_app.conf.task_default_queue != settings.queue_name("default")
+
+
+def _switchboard(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k.startswith("SWITCHBOARD_TEST_")}
+    env.update(
+        SWITCHBOARD_DATABASE_URL=get_settings().database_url,
+        SWITCHBOARD_BROKER_URL=get_settings().broker_url,
+        SWITCHBOARD_QUEUE_PREFIX=get_settings().queue_prefix,
+        COLUMNS="200",
+        **extra_env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "switchboard", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_runs_table_and_runs_show(client: TestClient) -> None:
+    runs = run_demo_and_approval_scenario()
+    approval_run = next(str(r["run_id"]) for r in runs if r["insight_kind"] == APPROVAL_KIND)
+    table = _switchboard("runs")
+    assert table.returncode == 0, table.stderr
+    assert "Last 4 runs" in table.stdout and "awaiting_approval" in table.stdout
+
+    shown = _switchboard("runs", "show", approval_run)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert f"run {approval_run}" in out and "status awaiting_approval" in out
+    for expected in ("Steps", "watcher", "analyst", "advisor", "Tool calls", "llm:get_record", "Approvals",
+                     "draft_customer_message", "flag_finance_review (done)"):  # fmt: skip
+        assert expected in out, expected
+    as_json = json.loads(_switchboard("runs", "show", approval_run, "--json").stdout)
+    assert [s["step"] for s in as_json["steps"]] == ["watcher", "analyst", "advisor"]
+
+    unknown = _switchboard("runs", "show", "no-such-run")
+    assert unknown.returncode == 1 and "no run no-such-run" in unknown.stderr and unknown.stdout == ""

@@ -174,7 +174,7 @@ function drawOutcomes(rows) {
   const el = $("#chart-outcomes");
   if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
   const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
-  const maxV = niceMax(Math.max(...rows.map((r) => r.succeeded + r.failed + r.in_flight)));
+  const maxV = niceMax(Math.max(4, ...rows.map((r) => r.succeeded + r.failed + r.in_flight)));
   const slot = innerW / rows.length, bw = Math.max(4, Math.min(36, slot * 0.7));
   const xOf = (i) => PAD.l + slot * i + slot / 2;
   const yOf = (v) => PAD.t + innerH - (innerH * v) / maxV;
@@ -199,13 +199,13 @@ function drawUsage(rows) {
   const el = $("#chart-usage");
   if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
   const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
-  const maxT = niceMax(Math.max(...rows.map((r) => r.tokens_in + r.tokens_out)));
+  const maxT = niceMax(Math.max(4, ...rows.map((r) => r.tokens_in + r.tokens_out)));
   const maxC = niceMax(Math.max(...rows.map((r) => r.cost_usd)) || 0.0001);
   const slot = innerW / rows.length, bw = Math.max(6, Math.min(40, slot * 0.6));
   const xOf = (i) => PAD.l + slot * i + slot / 2;
   const yOf = (v) => PAD.t + innerH - (innerH * v) / maxT;
   let svg = svgOpen() + yAxis(maxT, (v) => (v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v))))
-    + yAxis(maxC, (v) => `$${v < 1 ? v.toFixed(3) : v.toFixed(2)}`, "right");
+    + yAxis(maxC, (v) => `$${v === 0 ? "0" : v < 0.01 ? v.toFixed(5) : v < 1 ? v.toFixed(3) : v.toFixed(2)}`, "right");
   rows.forEach((r, i) => {
     const yIn = yOf(r.tokens_in), yTop = yOf(r.tokens_in + r.tokens_out);
     svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${yIn.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, PAD.t + innerH - yIn).toFixed(1)}" fill="#3d5afe" rx="2"><title>${esc(r.day)}: ${fmtInt(r.tokens_in)} tokens in</title></rect>`;
@@ -290,7 +290,7 @@ async function loadRuns() {
     return `<tr data-run-id="${esc(r.run_id)}">
       <td class="mono"><a href="/dashboard/runs/${encodeURIComponent(r.run_id)}" data-run-link>${esc(r.run_id.slice(0, 8))}</a></td>
       <td>${esc((r.insight_kind || "–").replace(/_/g, " "))}</td>
-      <td>${agentLabel(r.agent)}</td>
+      <td class="agent">${agentLabel(r.agent)}</td>
       <td>${pill(r.status)}</td>
       <td class="num">${esc(fmtMs(r.latency_ms))}</td>
       <td class="num">${fmtInt(r.tokens_in)} / ${fmtInt(r.tokens_out)}</td>
@@ -374,7 +374,7 @@ function timelineSvg(steps) {
   const starts = timed.map((s) => t(s.enqueued_at || s.started_at));
   const ends = timed.map((s) => (s.finished_at ? t(s.finished_at) : Date.now()));
   const t0 = Math.min(...starts), t1 = Math.max(...ends), span = Math.max(1, t1 - t0);
-  const W = 960, rowH = 30, L = 90, R = 20, H = timed.length * rowH + 26;
+  const W = 960, rowH = 30, L = 90, R = 48, H = timed.length * rowH + 26;
   const xOf = (ms) => L + ((W - L - R) * (ms - t0)) / span;
   let svg = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="xMinYMin meet">`;
   for (let i = 0; i <= 4; i++) {
