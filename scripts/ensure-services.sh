@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make the test services reachable: PostgreSQL and Redis at the configured test URLs.
+# Make the test services reachable: PostgreSQL and Redis at the configured test URLs, and the
+# headless Chromium + chromedriver the dashboard's end-to-end test drives (Debian packages).
 # Starts them when installed but stopped; installs them with apt-get when absent and we are
 # root. Remote hosts are only checked, never managed.
 set -euo pipefail
@@ -82,6 +83,13 @@ ensure_redis() {
   wait_for Redis "$host" "$port"
 }
 
+ensure_browser() {
+  # Debian's packages, never a browser downloaded by Selenium Manager
+  [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] && return 0
+  apt_install chromium chromium-driver
+}
+
 ensure_postgres
 ensure_redis
-say "PostgreSQL and Redis are reachable"
+ensure_browser
+say "PostgreSQL, Redis and headless Chromium are ready"
