@@ -240,6 +240,10 @@ class AgentRun(TimestampMixin, Base):
         Index(None, "created_at"),
         Index(None, "status", "created_at"),
         Index(None, "agent", "created_at"),
+        # the dashboard's filter by insight kind, newest first
+        Index(None, "insight_kind", "created_at"),
+        # covering index of the outcome and usage charts (index-only scans over a time window)
+        Index("ix_agent_runs_created_at_usage", "created_at", "status", "tokens_in", "tokens_out", "cost_usd"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -275,6 +279,8 @@ class AgentStep(TimestampMixin, Base):
         UniqueConstraint("run_id", "step"),
         Index(None, "agent", "started_at"),
         Index(None, "started_at"),
+        # covering index of the latency chart (p50/p95 per agent over a time window)
+        Index("ix_agent_steps_started_at_latency", "started_at", "agent", "latency_ms"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -319,7 +325,11 @@ class Approval(TimestampMixin, Base):
     """A high-risk action waiting for a human decision."""
 
     __tablename__ = "approvals"
-    __table_args__ = (CheckConstraint(_in("status", APPROVAL_STATUSES), name="status"), Index(None, "status"))
+    __table_args__ = (
+        CheckConstraint(_in("status", APPROVAL_STATUSES), name="status"),
+        Index(None, "status"),
+        Index(None, "run_id"),  # a run's approvals (run page, runs list)
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(36), ForeignKey("agent_runs.id", ondelete="CASCADE"))
