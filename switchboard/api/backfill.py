@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_api_key
-from switchboard.api.events import _validated, read_json
+from switchboard.api.events import parse_body, read_body, request_body_schema
 from switchboard.settings import get_settings
 from switchboard.tasks import backfill as jobs
 
@@ -28,7 +28,7 @@ MAX_BODY_BYTES = 4096
 class BackfillIn(BaseModel):
     """A backfill of one source over [since, until) (until defaults to now; UTC without an offset)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: Literal["stripe", "hubspot", "calls"]
     since: dt.datetime
@@ -91,20 +91,11 @@ def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger:
         413: {"description": "Body too large"},
         422: {"description": "Unknown source, bad date, or an empty or future window"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": BackfillIn.model_json_schema(ref_template="#/components/schemas/{model}")
-                }
-            },
-        }
-    },
+    openapi_extra=request_body_schema(BackfillIn),
 )
 async def post_backfill(request: Request) -> JSONResponse:
     """Start a tracked backfill of one source over a time window (202 with the job)."""
-    body: BackfillIn = _validated(BackfillIn, await read_json(request, MAX_BODY_BYTES))
+    body = parse_body(BackfillIn, await read_body(request, MAX_BODY_BYTES))
     try:
         since, until = window(body.since, body.until, dt.datetime.now(dt.UTC))
     except ValueError as error:

@@ -9,12 +9,12 @@ and stores nothing.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from typing import Any, Literal
+import re
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.concurrency import run_in_threadpool
 
@@ -27,22 +27,43 @@ from switchboard.tasks.ingest import enqueue
 router = APIRouter(prefix="/api/events", tags=["events"])
 
 EventSource = Literal["stripe", "hubspot", "calls"]
+OCCURRED_AT_PATTERN = r"^([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
 
 
 class EventIn(BaseModel):
     """One event from a source system."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number is not a date-time and not an id, as the published schema says
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: EventSource
     external_id: str = Field(min_length=1, max_length=255, description="The source's own id of the event")
     type: str = Field(min_length=1, max_length=128, description="e.g. charge.failed, deal.propertyChange")
-    occurred_at: dt.datetime | None = None
+    occurred_at: dt.datetime | None = Field(
+        default=None,
+        description="When it happened (RFC 3339; no offset means UTC; years 1000 to 9998)",
+        json_schema_extra={"pattern": OCCURRED_AT_PATTERN},
+    )
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        # stored in UTC: PostgreSQL refuses offsets beyond ±15:59; no offset means UTC
+        if value is None:
+            return None
+        if not 1000 <= value.year <= 9998:  # as the pattern says: year 1 at +04:00 is year 0 in UTC
+            raise ValueError("the year must be from 1000 to 9998")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("the date-time is out of range once converted to UTC") from None
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     events: list[EventIn] = Field(min_length=1)
 
@@ -58,6 +79,25 @@ class BatchAccepted(BaseModel):
     accepted: int
     duplicates: int
     events: list[EventAccepted]
+
+
+def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its own body: `model`'s JSON schema with
+    nested models inlined (a `$ref` into `$defs` would not resolve inside the OpenAPI document)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 def store_events(events: list[EventIn]) -> list[EventAccepted]:
@@ -97,8 +137,8 @@ def store_events(events: list[EventIn]) -> list[EventAccepted]:
     return out
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON: 413 when larger than `limit` bytes, 400 when not JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body: 413 when larger than `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
@@ -107,19 +147,36 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-    try:
-        return json.loads(bytes(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    return bytes(body)
 
 
-def _validated(model: type[BaseModel], data: Any) -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+# A JSON `\u0000` escape (not an escaped backslash followed by "u0000"): PostgreSQL cannot
+# store NUL in text or jsonb, so such a body is refused with a 422 instead of failing the insert.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def reject_nul(body: bytes) -> None:
+    """422 when the JSON body carries a NUL character anywhere."""
+    if b"u0000" in body and _NUL_ESCAPE.search(body):
+        raise HTTPException(422, "the body contains a NUL (\\u0000) character, which cannot be stored")
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """`body` validated as `model` straight from JSON (pydantic-core's parser, strict types, as
+    the OpenAPI schema says): 400 when it is not JSON, 422 with every error otherwise."""
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate_json(body)
     except ValidationError as error:
+        errors = error.errors(include_url=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise HTTPException(400, f"body is not valid JSON: {errors[0]['msg']}") from None
         raise HTTPException(
-            422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+            422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         ) from None
+    reject_nul(body)
+    return parsed
 
 
 @router.post(
@@ -134,18 +191,11 @@ def _validated(model: type[BaseModel], data: Any) -> Any:
         413: {"description": "Body too large"},
         422: {"description": "Not a valid event"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": EventIn.model_json_schema(ref_template="#/components/schemas/{model}")}
-            },
-        }
-    },
+    openapi_extra=request_body_schema(EventIn),
 )
 async def post_event(request: Request) -> JSONResponse:
     """Accept one event (202), or recognise a duplicate (200, `"duplicate": true`)."""
-    event = _validated(EventIn, await read_json(request, get_settings().ingest_max_body_bytes))
+    event = parse_body(EventIn, await read_body(request, get_settings().ingest_max_body_bytes))
     [accepted] = store_events([event])
     await run_in_threadpool(enqueue, [accepted.id] if accepted.id is not None else [])
     return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 202)
@@ -162,28 +212,16 @@ async def post_event(request: Request) -> JSONResponse:
         413: {"description": "Too many events or too large a body"},
         422: {"description": "An event is not valid: nothing of the batch is stored"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": BatchIn.model_json_schema(ref_template="#/components/schemas/{model}")}
-            },
-        }
-    },
+    openapi_extra=request_body_schema(BatchIn),
 )
 async def post_batch(request: Request) -> JSONResponse:
     """Accept up to SWITCHBOARD_INGEST_MAX_BATCH_EVENTS events in one set-based write."""
     settings = get_settings()
-    data = await read_json(request, settings.ingest_max_body_bytes)
-    if (
-        isinstance(data, dict)
-        and isinstance(data.get("events"), list)
-        and len(data["events"]) > settings.ingest_max_batch_events
-    ):
+    batch = parse_body(BatchIn, await read_body(request, settings.ingest_max_body_bytes))
+    if len(batch.events) > settings.ingest_max_batch_events:
         raise HTTPException(
-            413, f"{len(data['events'])} events exceed the batch limit of {settings.ingest_max_batch_events}"
+            413, f"{len(batch.events)} events exceed the batch limit of {settings.ingest_max_batch_events}"
         )
-    batch = _validated(BatchIn, data)
     accepted = store_events(batch.events)
     await run_in_threadpool(enqueue, [a.id for a in accepted if a.id is not None])
     body = BatchAccepted(

@@ -21,7 +21,7 @@ import stripe
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from switchboard.api.events import EventIn, store_events
+from switchboard.api.events import EventIn, reject_nul, store_events
 from switchboard.settings import get_settings
 from switchboard.tasks.ingest import enqueue
 
@@ -34,6 +34,7 @@ HUBSPOT_WINDOW_MS = 300_000
     status_code=202,
     responses={
         400: {"description": "Bad signature, stale timestamp or not an event"},
+        422: {"description": "The event cannot be stored (a NUL character)"},
         403: {"description": "Stripe webhooks are not configured"},
         413: {"description": "Too large"},
     },
@@ -59,6 +60,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         raise HTTPException(400, f"invalid Stripe signature: {error.user_message or error}") from None
     except ValueError as error:
         raise HTTPException(400, f"not a Stripe event: {error}") from None
+    reject_nul(body)
     data: dict[str, Any] = json.loads(str(event))
     if not data.get("id") or not data.get("type"):
         raise HTTPException(400, "not a Stripe event: id and type are required")
@@ -89,6 +91,7 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
     status_code=202,
     responses={
         400: {"description": "Bad signature, stale timestamp or not HubSpot events"},
+        422: {"description": "The events cannot be stored (a NUL character)"},
         403: {"description": "HubSpot webhooks are not configured"},
         413: {"description": "Too large"},
     },
@@ -111,6 +114,7 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     )
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise HTTPException(400, "invalid HubSpot signature")
+    reject_nul(body)
     try:
         items = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

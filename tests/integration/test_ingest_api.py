@@ -107,6 +107,14 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_stores_nothing(client: TestCli
     assert huge.status_code == 413 and "exceeds the limit of 20000 bytes" in huge.json()["detail"]
     empty = client.post("/api/events/batch", json={"events": []}, headers=AUTH)
     assert empty.status_code == 422
+    stamp = client.post("/api/events", json=_event(1, occurred_at=1700000000), headers=AUTH)  # not a date-time
+    assert stamp.status_code == 422 and stamp.json()["detail"][0]["loc"] == ["occurred_at"]
+    nul = client.post("/api/events", json=_event(1, payload={"note": "a\u0000b"}), headers=AUTH)
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+    escaped = client.post("/api/events", json=_event(2, payload={"note": "a\\u0000b"}), headers=AUTH)
+    assert escaped.status_code == 202  # a backslash and the text u0000 are fine
+    with get_engine().begin() as connection:
+        connection.execute(text("TRUNCATE events RESTART IDENTITY"))
     assert _stored() == []
 
 
