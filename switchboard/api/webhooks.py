@@ -21,9 +21,8 @@ import stripe
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from switchboard.api.events import EventIn, reject_nul, store_events
+from switchboard.api.events import EventIn, processing, reject_nul, store_events
 from switchboard.settings import get_settings
-from switchboard.tasks.ingest import enqueue
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 HUBSPOT_WINDOW_MS = 300_000
@@ -76,7 +75,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
             )
         ]
     )
-    enqueue([accepted.id] if accepted.id is not None else [])
+    processing.add([accepted.id] if accepted.id is not None else [])
     return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 202)
 
 
@@ -138,7 +137,7 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
         for item in items
     ]
     accepted = store_events(events)
-    enqueue([a.id for a in accepted if a.id is not None])
+    processing.add([a.id for a in accepted if a.id is not None])
     return JSONResponse(
         {
             "accepted": sum(1 for a in accepted if not a.duplicate),

@@ -373,29 +373,6 @@ class BackfillJob(TimestampMixin, Base):
     missing_ids: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
-class EntityLink(TimestampMixin, Base):
-    """A link found by enrichment between records of two systems (a Stripe customer and its
-    HubSpot contact or company, a call and its deal), so agents can join across systems."""
-
-    __tablename__ = "entity_links"
-    __table_args__ = (
-        UniqueConstraint(
-            "from_source", "from_type", "from_id", "to_source", "to_type", "to_id", name="uq_entity_links_pair"
-        ),
-        Index(None, "to_source", "to_type", "to_id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    from_source: Mapped[str] = mapped_column(String(32))
-    from_type: Mapped[str] = mapped_column(String(64))
-    from_id: Mapped[str] = mapped_column(String(255))
-    to_source: Mapped[str] = mapped_column(String(32))
-    to_type: Mapped[str] = mapped_column(String(64))
-    to_id: Mapped[str] = mapped_column(String(255))
-    match: Mapped[str] = mapped_column(String(32))  # email | domain | association
-    evidence: Mapped[str | None] = mapped_column(String(255))  # the matched email domain or association
-
-
 class EvalRun(TimestampMixin, Base):
     """One evaluation of a suite with one provider and model, and its aggregate scores."""
 

@@ -35,7 +35,6 @@ EXPECTED_TABLES = {
     "approvals",
     "action_executions",
     "source_records",
-    "entity_links",
 }
 
 
