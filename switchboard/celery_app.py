@@ -114,9 +114,12 @@ def build_config(settings: Settings) -> dict[str, Any]:
         # trying instead of exiting.
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
-        # With acks_late, a task running when the broker connection drops is redelivered
-        # anyway; cancelling it avoids running it twice concurrently.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Let a task that is running when the broker connection drops finish, and ack it over
+        # the new connection. Cancelling it (the Celery 6 default) loses it on Redis: the cancel
+        # path acknowledges the terminated request, and the message never comes back (bench/chaos.py
+        # lost runs that way on a Redis restart). A message whose ack does not arrive is restored
+        # after the visibility timeout; the step's stored output makes that second delivery a no-op.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_concurrency": settings.worker_concurrency or None,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",

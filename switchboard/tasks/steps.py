@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Task
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from switchboard.agents import advisor, analyst, watcher
 from switchboard.agents.context import StepContext, open_context
@@ -54,6 +55,25 @@ def defer(task: Task[Any, Any], deferred: Deferred) -> Exception:
     )
 
 
+# A database that cannot be reached (restart, failover, a network blip) is an outage, not a
+# fault of this step: the step waits it out without using up its retry budget, for up to
+# DB_OUTAGE_MAX_DEFERRALS * DB_OUTAGE_RETRY_S (about 5 minutes), and only then counts retries.
+DB_OUTAGE_RETRY_S = 3.0
+DB_OUTAGE_MAX_DEFERRALS = 100
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True for errors that mean "the database is not there right now", not "the query is wrong"."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
+def deferrals(task: Task[Any, Any]) -> int:
+    """How many times the task was re-queued without a real attempt."""
+    return int(task.request.get(DEFERRALS_HEADER) or 0)
+
+
 def real_retries(task: Task[Any, Any]) -> int:
     """Retries of the task so far, not counting deferrals (which sent nothing)."""
     return int(task.request.retries or 0) - int(task.request.get(DEFERRALS_HEADER) or 0)
@@ -82,11 +102,11 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
     def decorate(body: StepBody) -> Task[Any, Any]:
         @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True, **{"max_retries": 5, **options})
         def run_step(self: Task[Any, Any], payload: Any, *, run_id: str) -> dict[str, Any]:
-            done = _completed_output(run_id, step)
-            if done is not None:
-                return done
-            ctx = open_context(StepContext(run_id=run_id, step=step, agent=agent, task_id=str(self.request.id)))
             try:
+                done = _completed_output(run_id, step)
+                if done is not None:
+                    return done
+                ctx = open_context(StepContext(run_id=run_id, step=step, agent=agent, task_id=str(self.request.id)))
                 return body(ctx, payload).model_dump(mode="json")
             except Permanent:
                 raise
@@ -96,6 +116,9 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
                 countdown = retry_countdown(real_retries(self), error.retry_after_s)
                 raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
             except Exception as error:  # unexpected: retried a bounded number of times, then failed
+                if database_unreachable(error) and deferrals(self) < DB_OUTAGE_MAX_DEFERRALS:
+                    outage = Deferred(f"database unreachable ({type(error).__name__})", retry_after_s=DB_OUTAGE_RETRY_S)
+                    raise defer(self, outage) from None
                 countdown = retry_countdown(real_retries(self), None)
                 raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
 
