@@ -122,6 +122,8 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_concurrency": settings.worker_concurrency or None,
         "worker_hijack_root_logger": False,
+        # Undecodable messages are recorded in dead_letters before Celery acknowledges them.
+        "worker_consumer": "switchboard.dead_letters:DeadLetterConsumer",
         "timezone": "UTC",
         "enable_utc": True,
         "include": TASK_MODULES,
@@ -130,6 +132,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
 
 def create_celery(settings: Settings) -> Celery:
     """A configured Celery app with the beat table and signal hooks attached."""
+    from switchboard import dead_letters
     from switchboard.beat_schedule import build_beat_schedule
     from switchboard.hooks import connect_hooks
 
@@ -137,6 +140,7 @@ def create_celery(settings: Settings) -> Celery:
     celery.conf.update(build_config(settings))
     celery.conf.beat_schedule = build_beat_schedule(settings)
     connect_hooks()
+    dead_letters.connect()
     return celery
 
 

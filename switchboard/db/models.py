@@ -414,6 +414,21 @@ class EvalResult(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
+class DeadLetter(Base):
+    """A message no task could use (undecodable, unknown task, no such run): kept, never redelivered."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now(), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    queue: Mapped[str | None] = mapped_column(String(200))
+    task_name: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    body_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
 RECENT_RUNS_VIEW_SQL = """
 CREATE VIEW recent_agent_runs AS
 SELECT id AS run_id, agent AS agent_type, task, insight_kind, latency_ms, status, error,

@@ -35,6 +35,7 @@ EXPECTED_TABLES = {
     "approvals",
     "action_executions",
     "source_records",
+    "dead_letters",
 }
 
 
