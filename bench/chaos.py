@@ -261,6 +261,7 @@ def run_chaos(
     seed: int = 7,
     log: bool = True,
     keep_dir: Path | None = None,
+    visibility_timeout_s: int = 45,
 ) -> ChaosResult:
     """Run the whole scenario in a temp dir; returns the counts."""
     from bench.common import bench_env
@@ -302,7 +303,8 @@ def run_chaos(
             SWITCHBOARD_ADVISOR_PROVIDER="offline",
             # Killed workers' in-flight messages come back after the visibility timeout: keep it
             # short here (and the limits it must exceed) so the bench ends in minutes.
-            SWITCHBOARD_VISIBILITY_TIMEOUT_S="45", SWITCHBOARD_TASK_TIME_LIMIT_S="30",
+            SWITCHBOARD_VISIBILITY_TIMEOUT_S=str(visibility_timeout_s),
+            SWITCHBOARD_TASK_TIME_LIMIT_S=str(min(30, visibility_timeout_s - 5)),
             SWITCHBOARD_RETRY_BACKOFF_CAP_S="10", SWITCHBOARD_STALE_DISPATCH_S="60",
             SWITCHBOARD_LOG_FORMAT="text", SWITCHBOARD_LOG_LEVEL="INFO",
         )  # fmt: skip
@@ -315,6 +317,7 @@ def run_chaos(
 
         started = time.monotonic()
         redis_restarted = postgres_stopped = False
+        postgres_back_at: float | None = None
         next_kill = started + kill_every_s
         chaos_end = started + (chaos_for_s if chaos_for_s is not None else timeout_s)
         deadline = started + timeout_s
@@ -334,10 +337,15 @@ def run_chaos(
                 if not postgres_stopped and elapsed >= postgres_stop_at_s:
                     say(f"stopping postgres for {postgres_down_s:.0f} s")
                     pg.stop()
-                    time.sleep(postgres_down_s)
+                    postgres_stopped = True
+                    postgres_back_at = now + postgres_down_s
+                if postgres_back_at is not None:
+                    if now < postgres_back_at:
+                        time.sleep(0.2)  # workers keep being killed while the database is down
+                        continue
                     pg.start()
                     say("postgres is back")
-                    postgres_stopped = True
+                    postgres_back_at = None
                 try:
                     outcome = _count_outcome(pg.url)
                 except sa.exc.OperationalError:
@@ -395,8 +403,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every-s", type=float, default=2.0)
     parser.add_argument("--chaos-for-s", type=float, default=None, help="stop killing workers after this long")
+    parser.add_argument("--timeout-s", type=float, default=900.0, help="give up waiting after this long")
+    parser.add_argument("--keep-dir", type=Path, default=None, help="keep logs and the database here (post-mortem)")
     args = parser.parse_args()
-    result = run_chaos(args.runs, workers=args.workers, kill_every_s=args.kill_every_s, chaos_for_s=args.chaos_for_s)
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # runs the cleanup in run_chaos's finally blocks
+
+    signal.signal(signal.SIGTERM, interrupted)
+    result = run_chaos(
+        args.runs, workers=args.workers, kill_every_s=args.kill_every_s, chaos_for_s=args.chaos_for_s,
+        timeout_s=args.timeout_s, keep_dir=args.keep_dir,
+    )  # fmt: skip
     print(
         f"{result.worker_kills} worker kills, 1 redis restart, postgres down 10 s; "
         f"{result.hubspot_tasks} HubSpot tasks created; runs by status {result.statuses}; "

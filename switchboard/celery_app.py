@@ -110,6 +110,16 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
+        # Publishing (a run's first step, the next link of a chain, a retry) rides out a broker
+        # restart or failover of up to ~30 s instead of failing after Celery's default ~0.6 s: a
+        # retry that cannot be published is rejected, and its run fails (bench/chaos.py saw it).
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 20,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
+        },
         # Workers start before the broker in docker-compose and after a Redis restart: keep
         # trying instead of exiting.
         "broker_connection_retry_on_startup": True,

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from switchboard.settings import get_settings
@@ -75,3 +76,10 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _factories.clear()
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True for errors that mean "the database is not there right now", not "the query is wrong"."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )

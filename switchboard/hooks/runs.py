@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import signals
 from sqlalchemy import func, select
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from switchboard.agents.context import StepContext, pop_context
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
-from switchboard.db.session import session_scope
+from switchboard.db.session import database_unreachable, session_scope
 from switchboard.hooks import metrics
 from switchboard.integrations.resilience import Deferred
 from switchboard.redaction import redact, scrub
@@ -57,6 +58,29 @@ def _safe(handler: Any) -> Any:
 
     wrapper.__name__ = handler.__name__
     return wrapper
+
+
+T = TypeVar("T")
+
+# An outcome that cannot be written because the database is down (a restart, a failover) is
+# written when it is back, not lost: the hook waits, in the worker, for up to this long.
+HOOK_DB_OUTAGE_S = 60.0
+
+
+def _transaction(write: Callable[[Session], T]) -> T:
+    """Run ``write`` in one transaction, retried from scratch while the database is unreachable."""
+    deadline = time.monotonic() + HOOK_DB_OUTAGE_S
+    delay = 0.25
+    while True:
+        try:
+            with session_scope() as session:
+                return write(session)
+        except Exception as error:
+            if not database_unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unreachable while recording an outcome (%s); retrying", type(error).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep:
@@ -144,7 +168,8 @@ def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kw
     sent = task.request.get(ENQUEUED_HEADER)
     enqueued = dt.datetime.fromtimestamp(float(sent), dt.UTC) if sent else None
     queue = (task.request.delivery_info or {}).get("routing_key")
-    with session_scope() as session:
+
+    def write(session: Session) -> None:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
             log.warning("step %s of unknown run %s", step_name, run_id)
@@ -166,6 +191,8 @@ def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kw
             run.queue_wait_ms = step.queue_wait_ms
         _set_insight_status(session, run, "running")
 
+    _transaction(write)
+
 
 @_safe
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
@@ -179,10 +206,11 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     step_name, agent = which
     now = _now()
-    with session_scope() as session:
+
+    def write(session: Session) -> float | None:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
-            return
+            return None
         step = _step_row(session, run_id, step_name, agent)
         _add_usage(step, run, ctx)
         step.status = "done"
@@ -204,8 +232,11 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
             run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
             run.error = None
             _set_insight_status(session, run, run.status)
-    _export(agent, step.latency_ms, ctx)
-    log.info("run %s step %s done in %.0f ms", run_id, step_name, step.latency_ms or 0)
+        return step.latency_ms
+
+    latency_ms = _transaction(write)
+    _export(agent, latency_ms, ctx)
+    log.info("run %s step %s done in %.0f ms", run_id, step_name, latency_ms or 0)
 
 
 @_safe
@@ -216,7 +247,8 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
         return
     ctx = pop_context(str(request.id))
     step_name, agent = which
-    with session_scope() as session:
+
+    def write(session: Session) -> None:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
             return
@@ -228,6 +260,8 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
         step.error = scrub(f"{type(reason).__name__}: {reason}")[:4000]
         run.status = "retrying"
         run.retries += 0 if deferred else 1
+
+    _transaction(write)
     _export(None, None, ctx)
     log.warning("run %s step %s retrying: %s", run_id, step_name, scrub(str(reason))[:300])
 
@@ -244,10 +278,11 @@ def on_failure(
     step_name, agent = which
     now = _now()
     reason = scrub(f"{type(exception).__name__}: {exception}")[:4000]
-    with session_scope() as session:
+
+    def write(session: Session) -> float | None:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
-            return
+            return None
         step = _step_row(session, run_id, step_name, agent)
         _add_usage(step, run, ctx)
         step.status = "failed"
@@ -263,7 +298,10 @@ def on_failure(
         run.finished_at = now
         run.latency_ms = _ms_between(run.enqueued_at or run.created_at, now)
         _set_insight_status(session, run, "failed")
-    _export(agent, step.latency_ms, ctx)
+        return step.latency_ms
+
+    latency_ms = _transaction(write)
+    _export(agent, latency_ms, ctx)
     log.error("run %s failed at %s: %s", run_id, step_name, reason[:300])
 
 

@@ -11,14 +11,13 @@ from typing import Any
 
 from celery import Task
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from switchboard.agents import advisor, analyst, watcher
 from switchboard.agents.context import StepContext, open_context
 from switchboard.celery_app import app
 from switchboard.contracts import ActionPlan, Analysis, Contract, WatchRequest, WatchResult, parse_contract
 from switchboard.db.models import AgentStep
-from switchboard.db.session import session_scope
+from switchboard.db.session import database_unreachable, session_scope
 from switchboard.errors import Permanent, Retryable
 from switchboard.integrations.resilience import Deferred
 from switchboard.settings import get_settings
@@ -60,13 +59,6 @@ def defer(task: Task[Any, Any], deferred: Deferred) -> Exception:
 # DB_OUTAGE_MAX_DEFERRALS * DB_OUTAGE_RETRY_S (about 5 minutes), and only then counts retries.
 DB_OUTAGE_RETRY_S = 3.0
 DB_OUTAGE_MAX_DEFERRALS = 100
-
-
-def database_unreachable(error: BaseException) -> bool:
-    """True for errors that mean "the database is not there right now", not "the query is wrong"."""
-    return isinstance(error, OperationalError | InterfaceError) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated
-    )
 
 
 def deferrals(task: Task[Any, Any]) -> int:
