@@ -73,6 +73,10 @@ def _scrub(text: str) -> str:
         return SECRET_SHAPES.sub(REDACTED, text)
 
 
+# Extras that only decorate a terminal (uvicorn's ANSI-coloured copy of the message).
+_NOISE = frozenset({"color_message"})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, the task fields, extras, exception."""
 
@@ -86,7 +90,7 @@ class JsonFormatter(logging.Formatter):
         for name in CONTEXT_FIELDS:
             entry[name] = getattr(record, name, None)
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_"):
+            if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_") and key not in _NOISE:
                 entry[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -56,7 +56,7 @@ def beat_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
 def api_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
     """uvicorn serving the API factory on the configured host and port."""
     return [
-        sys.executable, "-m", "uvicorn", "switchboard.api.app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "switchboard.api.app:create_served_app", "--factory",
         "--host", settings.api_host, "--port", str(settings.api_port),
         "--log-level", settings.log_level.lower(),
         *(extra or []),

@@ -20,3 +20,19 @@ def create_app() -> FastAPI:
     api.include_router(dashboard.router)
     api.include_router(metrics.router)
     return api
+
+
+def create_served_app() -> FastAPI:
+    """The app as `switchboard api` serves it: the process's logs (uvicorn's included) in the
+    configured format (JSON by default), then the application."""
+    import logging
+
+    from switchboard.logs import configure_logging, style_handler
+    from switchboard.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            style_handler(handler, settings)
+    return create_app()
