@@ -105,6 +105,7 @@ def stripe_settings(
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
+    _reset_shared_limits(redis_url)  # leave no bucket state behind for the next test
 
 
 def test_gap_detection_finds_exactly_the_missing_events_and_the_backfill_stores_them_once(
