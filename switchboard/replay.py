@@ -90,6 +90,15 @@ def replay(run_id: str, *, by: str = "cli") -> str:
                 status="done",
             )
         )
+    send_from_step(run_id, step_name, payload, queue, priority)
+    return step_name
+
+
+def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
+    """Publish the rest of a run's chain, starting at ``step_name`` with ``payload`` as its input."""
+    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+
+    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
     options: dict[str, Any] = {"queue": queue}
     if priority is not None and get_settings().queue_priorities:
         options["priority"] = priority
@@ -97,4 +106,3 @@ def replay(run_id: str, *, by: str = "cli") -> str:
     signatures = [tasks[remaining[0]].s(payload, run_id=run_id).set(**options)]
     signatures += [tasks[name].s(run_id=run_id).set(**options) for name in remaining[1:]]
     chain(*signatures).apply_async()
-    return step_name

@@ -178,6 +178,69 @@ def resend_stale_runs(now: dt.datetime, settings: Settings) -> int:
     return len(runs)
 
 
+def stalled_after_s(settings: Settings) -> float:
+    """How long a running run may show no progress before it counts as stalled: longer than any
+    step may run plus the time Redis takes to hand back the message of a worker that died."""
+    return float(max(settings.stale_dispatch_s, settings.visibility_timeout_s + settings.task_time_limit_s))
+
+
+def _resume_point(run: AgentRun, steps: dict[str, AgentStep]) -> tuple[str, dict[str, Any]] | None:
+    """The step a stalled run continues from and its input (the previous step's stored output)."""
+    from switchboard.replay import STEP_ORDER
+
+    previous_output: dict[str, Any] | None = dict(run.input) if run.input else None
+    for name in STEP_ORDER:
+        row = steps.get(name)
+        if row is None or row.status != "done" or name == STEP_ORDER[-1]:
+            # Not started, lost mid-way, or the last step (whose outcome was never written): send
+            # it again; a step that did finish returns its stored output without redoing anything.
+            return (name, previous_output) if previous_output is not None else None
+        previous_output = dict(row.output) if row.output else None
+    return None
+
+
+def resend_stalled_runs(now: dt.datetime, settings: Settings) -> int:
+    """Re-send runs that stopped moving because a step message was lost on the way to a worker.
+
+    Redis hands a message to a worker (BRPOP) a moment before it is recorded as unacknowledged;
+    a worker killed in between takes the message with it, and nothing in the broker brings it
+    back. The database knows better: a running run with no progress for `stalled_after_s` is
+    sent again from the step it is stuck at. Duplicates are harmless — a finished step returns
+    its stored output and every action claims its idempotency key."""
+    from switchboard.replay import send_from_step
+
+    threshold = stalled_after_s(settings)
+    cutoff = now - dt.timedelta(seconds=threshold)
+    resumes: list[tuple[str, str, dict[str, Any], str, int | None]] = []
+    with session_scope() as session:
+        stalled = session.scalars(
+            select(AgentRun)
+            .where(AgentRun.status.in_(("running", "retrying")), AgentRun.updated_at < cutoff)
+            .order_by(AgentRun.updated_at)
+            .limit(settings.dispatch_batch_size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for run in stalled:
+            steps = {row.step: row for row in session.scalars(select(AgentStep).where(AgentStep.run_id == run.id))}
+            resume = _resume_point(run, steps)
+            run.updated_at = now  # the next look comes a full threshold later
+            if resume is None:
+                continue
+            step_name, payload = resume
+            session.add(
+                AgentDecision(
+                    run_id=run.id, step=step_name, agent="orchestrator", kind="resend",
+                    input={"from_step": step_name, "reason": f"no progress for {threshold:.0f} s"},
+                    output={"queued_at": now.isoformat()}, status="done",
+                )
+            )  # fmt: skip
+            resumes.append((run.id, step_name, payload, run.queue or settings.queue_name("default"), run.priority))
+    for run_id, step_name, payload, queue, priority in resumes:
+        log.warning("run %s stalled: re-sent from its %s step", run_id, step_name)
+        send_from_step(run_id, step_name, payload, queue, priority)
+    return len(resumes)
+
+
 def _request(run: AgentRun) -> Any:
     from switchboard.contracts import WatchRequest
 
@@ -197,6 +260,7 @@ def poll(now: dt.datetime | None = None, settings: Settings | None = None, *, re
     for run in prepared:
         send_run(run)
     counts["resent"] = resend_stale_runs(now, settings) if resend else 0
+    counts["stalled"] = resend_stalled_runs(now, settings) if resend else 0
     if any(counts.values()):
         log.info("orchestrator pass in %.0f ms: %s", (time.perf_counter() - started) * 1000, counts)
     return counts

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import func, insert, select
 
-from switchboard.db.models import AgentDecision, AgentRun, ProactiveInsight
+from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.queries import recent_runs
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
@@ -133,3 +133,71 @@ def test_per_entity_concurrency_limit_defers_the_excess(database_url: str, redis
         session.execute(AgentRun.__table__.update().values(status="done"))
     third = poll(now + dt.timedelta(seconds=20), settings)
     assert third["dispatched"] == 1
+
+
+def test_a_run_whose_next_step_message_was_lost_is_resent_and_completes(
+    celery_worker: object, database_url: str, redis_url: str
+) -> None:
+    from switchboard.db.models import ActionExecution
+    from switchboard.tasks.runs import dispatch_insight
+    from switchboard.tasks.steps import watcher_step
+    from tests.support.runs import wait_for_runs, wait_for_status
+
+    truncate_run_tables(database_url)
+    settings = get_settings()
+    now = dt.datetime.now(dt.UTC)
+    _insert(_insight_rows(2, now))
+    with session_scope() as session:
+        lost_next, lost_outcome = session.scalars(select(ProactiveInsight.id).order_by(ProactiveInsight.id)).all()
+
+    # 1. Only the watcher step is sent: the analyst message is "lost" (as when Redis hands it to a
+    #    worker that is killed before it records the message as unacknowledged).
+    from switchboard.tasks.runs import prepare_run
+
+    with session_scope() as session:
+        insight = session.get(ProactiveInsight, lost_next)
+        assert insight is not None
+        prepared = prepare_run(session, insight, settings.queue_name("default"), 5, now)
+    watcher_step.s(prepared.request.model_dump(mode="json"), run_id=prepared.run_id).apply_async(queue=prepared.queue)
+    wait_for_status(prepared.run_id, "running")
+    _wait_step_done(prepared.run_id, "watcher")
+
+    # 2. A run that finished, whose final write never happened (the database was away).
+    finished = dispatch_insight(lost_outcome, queue=settings.queue_name("default"))
+    wait_for_runs([finished])
+    with session_scope() as session:
+        session.execute(AgentRun.__table__.update().where(AgentRun.id == finished).values(status="running"))
+
+    later = now + dt.timedelta(seconds=get_settings().visibility_timeout_s + get_settings().task_time_limit_s + 60)
+    with session_scope() as session:  # no progress for longer than any step may take
+        session.execute(
+            AgentRun.__table__.update()
+            .where(AgentRun.id.in_([prepared.run_id, finished]))
+            .values(updated_at=now - dt.timedelta(hours=2))
+        )
+    counts = poll(later, settings)
+    assert counts["stalled"] == 2
+    runs = {run["run_id"]: run for run in wait_for_runs([prepared.run_id, finished])}
+    assert runs[prepared.run_id]["status"] == "done" and runs[finished]["status"] == "done"
+    with session_scope() as session:
+        steps = session.scalars(select(AgentStep).where(AgentStep.run_id == prepared.run_id)).all()
+        assert {s.step: (s.status, s.attempt) for s in steps}["watcher"] == ("done", 1)  # not run again
+        assert sorted(s.step for s in steps) == ["advisor", "analyst", "watcher"]
+        executions = session.scalars(select(ActionExecution).where(ActionExecution.run_id == finished)).all()
+        assert len(executions) == 1  # the re-sent advisor step returned its stored plan, acting once
+        resends = session.scalars(select(AgentDecision).where(AgentDecision.kind == "resend")).all()
+        assert sorted(str(d.input["from_step"]) for d in resends) == ["advisor", "analyst"]
+    assert poll(dt.datetime.now(dt.UTC), settings)["stalled"] == 0  # moving runs are left alone
+
+
+def _wait_step_done(run_id: str, step: str, timeout_s: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            status = session.scalar(select(AgentStep.status).where(AgentStep.run_id == run_id, AgentStep.step == step))
+        if status == "done":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{step} of {run_id} not done after {timeout_s:.0f} s")
