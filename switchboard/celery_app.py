@@ -24,6 +24,7 @@ TASK_MODULES = [
     "switchboard.tasks.evals",
     "switchboard.tasks.ingest",
     "switchboard.tasks.backfill",
+    "switchboard.tasks.knowledge",
 ]
 
 # Redis message priorities (0 is most urgent) and the kombu steps that keep them apart.
@@ -103,6 +104,11 @@ def build_config(settings: Settings) -> dict[str, Any]:
         },
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "result_expires": settings.result_expires_s,
+        # A result write that meets a Redis restart is retried (exponential backoff, up to ~20 s)
+        # instead of failing a task whose work is already done.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 12,
+        "result_backend_max_sleep_between_retries_ms": 4000,
         "task_time_limit": settings.task_time_limit_s,
         # The soft limit leaves the task time to record its failure: 30 s, or a tenth of short limits.
         "task_soft_time_limit": settings.task_time_limit_s - max(1, min(30, settings.task_time_limit_s // 10)),

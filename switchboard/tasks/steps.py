@@ -92,7 +92,13 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
     name = f"switchboard.agents.{step}"
 
     def decorate(body: StepBody) -> Task[Any, Any]:
-        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True, **{"max_retries": 5, **options})
+        # ignore_result: a step's outcome lives in Postgres (agent_steps.output, written by the
+        # hooks) and the chain hands it to the next step in the message; a second copy in the
+        # Redis result backend would cost a round trip per step and fail the step when Redis blinks.
+        @app.task(
+            name=name, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+            **{"max_retries": 5, **options},
+        )  # fmt: skip
         def run_step(self: Task[Any, Any], payload: Any, *, run_id: str) -> dict[str, Any]:
             try:
                 done = _completed_output(run_id, step)
