@@ -2,8 +2,12 @@
 
 Every action carries an idempotency key derived from (run, step, action). Execution first
 claims the key in `action_executions` (unique), then performs the effect, then marks it done.
-A redelivered task finds the key `done` and skips; one that died mid-effect finds it
-`executing` and performs again with the *same* key, which the external APIs de-duplicate.
+A redelivered task finds the key `done` and skips. An attempt that fails releases its claim
+(`released`: the effect may have happened) and the next attempt takes it over at once. One that
+finds the key `executing` waits while the claim is younger than a task may run (another
+delivery is performing it right now: both would find nothing and both create it); after that
+the claimer is dead, and it takes the claim over and performs again with the *same* key,
+looking for an earlier effect first (Stripe's Idempotency-Key, our token in HubSpot task bodies).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from switchboard.contracts import (
@@ -25,10 +29,14 @@ from switchboard.contracts import (
 )
 from switchboard.db.models import ActionExecution
 from switchboard.db.session import session_scope
-from switchboard.integrations.resilience import CallContext
+from switchboard.integrations.resilience import CallContext, Deferred
 from switchboard.settings import get_settings
 
 log = logging.getLogger("switchboard.actions")
+
+
+class ActionInProgress(Deferred):
+    """Another delivery of the same step holds the action's claim: wait for it, do not act too."""
 
 
 def _perform(action: Action, context: CallContext, *, may_exist: bool) -> dict[str, Any]:
@@ -81,20 +89,60 @@ def execute(run_id: str, action: Action, context: CallContext | None = None) -> 
     """Perform ``action`` once; returns (performed_now, result). Safe to call again."""
     key = action.idempotency_key
     context = context or CallContext(run_id=run_id)
+    lease_s = float(get_settings().task_time_limit_s)
+    now = dt.datetime.now(dt.UTC)
     with session_scope() as session:
-        existing = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).first()
+        existing = session.scalars(
+            select(ActionExecution).where(ActionExecution.idempotency_key == key).with_for_update()
+        ).first()
         if existing is not None and existing.status == "done":
             return False, dict(existing.result or {})
         if existing is None:
             try:
                 with session.begin_nested():
                     session.add(
-                        ActionExecution(idempotency_key=key, run_id=run_id, action_type=action.type, status="executing")
+                        ActionExecution(
+                            idempotency_key=key,
+                            run_id=run_id,
+                            action_type=action.type,
+                            status="executing",
+                            executed_at=now,
+                        )
                     )
-            except IntegrityError:  # another worker claimed it first: it performs the effect
-                return False, {"skipped": "claimed by a concurrent execution"}
-    # A row already `executing` means an earlier attempt may have performed the effect.
-    result = _perform(action, context, may_exist=existing is not None)
+            except IntegrityError:  # another delivery claimed it a moment ago and is performing it
+                raise ActionInProgress(
+                    f"action {key} was just claimed by another delivery", retry_after_s=1.0
+                ) from None
+        else:
+            # Claimed and not done. Within the lease the claimer may still be performing it: two
+            # deliveries must never perform one action at once (both would find nothing and both
+            # create it). Past the lease the claimer is dead (no task outlives its time limit):
+            # take the claim over and perform it again, looking for an earlier effect first.
+            claimed_at = (
+                existing.executed_at if existing.executed_at.tzinfo else existing.executed_at.replace(tzinfo=dt.UTC)
+            )
+            age_s = (now - claimed_at).total_seconds()
+            if existing.status == "executing" and age_s < lease_s:
+                raise ActionInProgress(
+                    f"action {key} is being performed by another delivery (claimed {age_s:.0f} s ago)",
+                    retry_after_s=max(1.0, min(lease_s - age_s, 30.0)),
+                )
+            existing.executed_at = now
+            existing.status = "executing"
+    # A claim taken over (or released by an attempt that failed) means an earlier attempt may
+    # have performed the effect.
+    try:
+        result = _perform(action, context, may_exist=existing is not None)
+    except BaseException:
+        # This attempt is over (its task will retry or fail): release the claim so the retry
+        # takes it at once instead of waiting out the lease. The effect may have happened.
+        with session_scope() as session:
+            session.execute(
+                update(ActionExecution)
+                .where(ActionExecution.idempotency_key == key, ActionExecution.status == "executing")
+                .values(status="released")
+            )
+        raise
     with session_scope() as session:
         row = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).one()
         row.status = "done"
