@@ -429,6 +429,27 @@ class DeadLetter(Base):
     body_excerpt: Mapped[str | None] = mapped_column(Text)
 
 
+class EntityLink(TimestampMixin, Base):
+    """A link between objects of two systems (a Stripe customer and its HubSpot contact, a call
+    and its deal), found by enrichment and kept current as the records change; agents join
+    across systems through it."""
+
+    __tablename__ = "entity_links"
+    __table_args__ = (
+        UniqueConstraint("from_kind", "from_id", "to_kind", "to_id", "link_type"),
+        Index(None, "to_kind", "to_id"),  # the reverse direction: what links to this deal?
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    from_kind: Mapped[str] = mapped_column(String(64))  # "<source>:<object type>", e.g. stripe:customer
+    from_id: Mapped[str] = mapped_column(String(255))
+    to_kind: Mapped[str] = mapped_column(String(64))
+    to_id: Mapped[str] = mapped_column(String(255))
+    link_type: Mapped[str] = mapped_column(String(32))  # email | domain | crm_context
+    confidence: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
 RECENT_RUNS_VIEW_SQL = """
 CREATE VIEW recent_agent_runs AS
 SELECT id AS run_id, agent AS agent_type, task, insight_kind, latency_ms, status, error,

@@ -36,6 +36,7 @@ EXPECTED_TABLES = {
     "action_executions",
     "source_records",
     "dead_letters",
+    "entity_links",
 }
 
 
