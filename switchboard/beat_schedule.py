@@ -37,6 +37,12 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "schedule": gaps,
         "options": {"expires": gaps},
     }
+    sweep = settings.knowledge_sweep_interval_s
+    schedule["knowledge-sweep"] = {
+        "task": "switchboard.tasks.knowledge.sweep",
+        "schedule": sweep,
+        "options": {"expires": sweep, "queue": settings.queue_name("low")},
+    }
     schedule["nightly-eval"] = {
         "task": "switchboard.tasks.evals.nightly",
         "schedule": crontab(hour=settings.eval_cron_hour, minute=settings.eval_cron_minute),

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     eval_cron_hour: int = Field(default=2, ge=0, le=23)
     eval_cron_minute: int = Field(default=0, ge=0, le=59)
 
+    # --- RAG prep (switchboard/agents/rag_prep.py, switchboard/tasks/knowledge.py) ---------------
+    # Beat sweep that indexes analyses of finished runs and re-checks source records changed in the
+    # last three intervals (a RAG-prep message lost with the broker is caught up here).
+    knowledge_sweep_interval_s: float = Field(default=300.0, gt=0)
+
     # --- evaluation (switchboard/evals) ----------------------------------------------------------
     # Where scenarios run: empty means a fresh SQLite file per eval run under data_dir/evals.
     # It must never be the production database: every scenario empties it first.

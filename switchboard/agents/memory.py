@@ -147,19 +147,20 @@ def upsert_document(
     entity_id: str | None = None,
     meta: dict[str, Any] | None = None,
 ) -> bool:
-    """Store a document as embedded chunks; re-embeds only when its content changed. True if written."""
+    """Store a document as embedded chunks; re-embeds only when its content (or the embedder)
+    changed, replacing all of its old chunks. True if written."""
     content_hash = hashlib.sha256(content.encode()).hexdigest()
-    existing = session.scalars(
-        select(KnowledgeChunk.content_hash).where(
+    embedder = get_embedder()
+    existing = session.execute(
+        select(KnowledgeChunk.content_hash, KnowledgeChunk.embedding_model).where(
             KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref
         )
     ).all()
-    if existing and all(value == content_hash for value in existing):
+    if existing and all(row.content_hash == content_hash and row.embedding_model == embedder.name for row in existing):
         return False
     session.execute(
         delete(KnowledgeChunk).where(KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref)
     )
-    embedder = get_embedder()
     pieces = chunk_text(content)
     vectors = embedder.embed(pieces)
     rows = [
@@ -186,6 +187,14 @@ def upsert_document(
                 {"v": str(vector), "id": row.id},
             )
     return True
+
+
+def remove_document(session: Session, *, source: str, source_ref: str) -> int:
+    """Delete a document's chunks (its source no longer has content); returns how many."""
+    result = session.execute(
+        delete(KnowledgeChunk).where(KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 @dataclass(frozen=True)
