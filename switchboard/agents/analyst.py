@@ -1,7 +1,8 @@
 """The Analyst: explains an alert — root cause from a closed set, narrative, evidence, confidence.
 
 Context: similar knowledge_base chunks, recent conversations about the entity, the cached
-entity context, and tools the model calls for facts. Claude by default.
+entity context, the objects other systems link to it (a Stripe customer's HubSpot contact,
+company and deals), and tools the model calls for facts. Claude by default.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
@@ -18,7 +21,10 @@ from switchboard.agents.toolloop import ask_for_json
 from switchboard.agents.tools import ANALYST_TOOLS, get_record
 from switchboard.contracts import ROOT_CAUSES, Analysis, WatchResult
 from switchboard.db.session import session_scope
+from switchboard.enrichment import linked_entities
 from switchboard.settings import Settings
+
+MAX_LINKS = 20
 
 SYSTEM = (
     "You are the Analyst of a revenue-operations team. Explain the anomaly you are given using "
@@ -41,9 +47,21 @@ def _entity_context(watched: WatchResult, settings: Settings, now: dt.datetime) 
         history = recent_conversation(session, alert.entity.type, alert.entity.id, limit=6)
         return {
             "entity": cached,
+            "links": _links(session, alert.entity.source, alert.entity.type, alert.entity.id, cached),
             "knowledge": [{"source_ref": h.source_ref, "content": h.content[:600]} for h in knowledge],
             "history": [{"agent": m.agent, "role": m.role, "content": m.content[:400]} for m in history],
         }
+
+
+def _links(session: Session, source: str, object_type: str, object_id: str, entity: dict[str, Any]) -> list[Any]:
+    """What other systems link to the alert's entity — or, for a Stripe object of one customer
+    (a charge, an invoice), to that customer."""
+    links = linked_entities(session, f"{source}:{object_type}", object_id, limit=MAX_LINKS)
+    customer = (entity.get("object") or {}).get("customer") if entity.get("found") else None
+    if source == "stripe" and object_type != "customer" and isinstance(customer, str) and customer:
+        links += [{**link, "via": f"stripe:customer:{customer}"}
+                  for link in linked_entities(session, "stripe:customer", customer, limit=MAX_LINKS)]  # fmt: skip
+    return links[:MAX_LINKS]
 
 
 def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.datetime) -> Analysis:
@@ -53,6 +71,7 @@ def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.
     context = _entity_context(watched, settings, now)
     prompt = (
         f"Alert:\n{alert.model_dump_json(indent=1)}\n\nKnown entity state:\n{json.dumps(context['entity'])[:3000]}"
+        f"\n\nLinked in other systems:\n{json.dumps(context['links'])[:3000]}"
         f"\n\nRelevant knowledge:\n{json.dumps(context['knowledge'])}\n\n"
         f"Earlier conversation about this entity:\n{json.dumps(context['history'])}"
     )

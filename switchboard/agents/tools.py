@@ -1,7 +1,8 @@
 """Tools the Analyst's model may call for facts about the entities behind an alert.
 
-They read the stored source records (kept current by ingestion and backfills) and the
-knowledge base; each call is logged as a tool-call row by the tool loop.
+They read the stored source records (kept current by ingestion and backfills), the links
+enrichment found between systems, and the knowledge base; each call is logged as a tool-call
+row by the tool loop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from switchboard.agents.memory import search_knowledge
 from switchboard.agents.toolloop import Tool
 from switchboard.db.models import SourceRecord
 from switchboard.db.session import session_scope
+from switchboard.enrichment import linked_entities
 
 MAX_FIND = 20
 
@@ -55,7 +57,17 @@ def knowledge(arguments: dict[str, Any]) -> dict[str, Any]:
     """The knowledge-base chunks most similar to a query."""
     with session_scope() as session:
         hits = search_knowledge(session, str(arguments["query"]), k=min(int(arguments.get("k", 4)), 8))
-        return {"hits": [{"source_ref": h.source_ref, "content": h.content, "score": round(h.score, 3)} for h in hits]}
+        return {"hits": [{"source": h.source, "source_ref": h.source_ref, "content": h.content,
+                          "score": round(h.score, 3)} for h in hits]}  # fmt: skip
+
+
+def get_links(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The objects of other systems linked to one object (e.g. a Stripe customer's HubSpot
+    contact, company and deals; a call's deal)."""
+    kind = f"{arguments['source']}:{arguments['object_type']}"
+    with session_scope() as session:
+        links = linked_entities(session, kind, str(arguments["object_id"]), limit=MAX_FIND)
+        return {"count": len(links), "links": links}
 
 
 ANALYST_TOOLS: dict[str, Tool] = {
@@ -89,6 +101,19 @@ ANALYST_TOOLS: dict[str, Tool] = {
             },
         ),
         find_records,
+    ),
+    "linked_entities": Tool(
+        ToolSpec(
+            "linked_entities",
+            "Objects in other systems linked to one object: a Stripe customer's HubSpot contact, company "
+            "and deals (by email and domain), a call's HubSpot deal and contacts, or what links to a deal.",
+            {
+                "type": "object",
+                "properties": {"source": _SOURCE, "object_type": {"type": "string"}, "object_id": {"type": "string"}},
+                "required": ["source", "object_type", "object_id"],
+            },
+        ),
+        get_links,
     ),
     "search_knowledge": Tool(
         ToolSpec(

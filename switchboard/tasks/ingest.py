@@ -7,6 +7,12 @@ with a HubSpot token, the object is re-read live); a call event carries the call
 processed once: its status goes `received → processed | failed`, under a row lock, so a
 redelivered task skips it.
 
+Enrichment runs in the same transaction: the customers and calls the changed records touch
+are re-linked (`switchboard/enrichment.py`, table `entity_links`), so an event is never marked
+processed without its links. RAG prep — calls, HubSpot notes and descriptions becoming
+knowledge-base chunks — is queued after commit (`switchboard.tasks.knowledge.index_records`;
+a beat sweep catches up what a lost message missed).
+
 The Watcher feed: an event whose type is in SWITCHBOARD_CRITICAL_EVENT_TYPES triggers a Watcher
 scan of its source at once (instead of waiting for the periodic scan); the scan dispatches
 any new critical insight immediately.
@@ -18,20 +24,29 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
 
+from switchboard.agents.rag_prep import RAG_SOURCES
 from switchboard.celery_app import app
 from switchboard.db.models import Event, SourceRecord
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
+from switchboard.enrichment import enrich
 from switchboard.settings import get_settings
+from switchboard.tasks.knowledge import queue_indexing
 
 log = logging.getLogger("switchboard.ingest")
 
 STRIPE_OBJECTS = {
     "charge", "invoice", "payout", "balance_transaction", "dispute", "refund", "customer", "payment_intent",
 }  # fmt: skip
-HUBSPOT_OBJECTS = {"deal": "deal", "contact": "contact", "company": "company"}  # event type prefix → object
+# event type prefix → object; notes (engagements) arrive as backfilled snapshots or pushed events
+HUBSPOT_OBJECTS = {"deal": "deal", "contact": "contact", "company": "company", "note": "note"}
+# Parts of Gong's extensive call data kept next to the call's metaData (participants, CRM
+# context, summary, transcript): enrichment and RAG prep read them. A later event without them
+# (a bare listing from a backfill) keeps what was stored.
+CALL_DETAIL_KEYS = ("parties", "context", "content", "transcript", "summary")
 
 
 class UnprocessableEvent(ValueError):
@@ -64,7 +79,7 @@ def record_for(event: Event, stored: dict[tuple[str, str, str], SourceRecord]) -
         object_id = payload.get("objectId")
         if object_type is None or object_id is None:
             raise UnprocessableEvent(
-                f"HubSpot event {event.external_id} ({event.type}) names no deal, contact or company"
+                f"HubSpot event {event.external_id} ({event.type}) names no deal, contact or company (or note)"
             )
         if event.type.endswith(".deletion"):
             return None
@@ -74,6 +89,8 @@ def record_for(event: Event, stored: dict[tuple[str, str, str], SourceRecord]) -
         if event.type.endswith(".snapshot") and isinstance(snapshot, dict):
             # a backfilled object as HubSpot returned it: its properties win, ours are kept
             data["properties"] = {**(data.get("properties") or {}), **(snapshot.get("properties") or {})}
+            if isinstance(snapshot.get("associations"), dict):  # read with ?associations=…: enrichment uses them
+                data["associations"] = snapshot["associations"]
             updated = snapshot.get("updated_at") or snapshot.get("updatedAt")
             if updated:
                 data["updatedAt"] = str(updated)
@@ -85,18 +102,48 @@ def record_for(event: Event, stored: dict[tuple[str, str, str], SourceRecord]) -
         occurred = _timestamp(payload.get("occurredAt")) or received
         return RecordIn("hubspot", object_type, str(object_id), current.occurred_at if current else occurred, data)
     if event.source == "calls":
-        call = payload.get("metaData") if isinstance(payload.get("metaData"), dict) else payload
-        if not isinstance(call, dict) or not call.get("id"):
+        call = _call_id(payload)
+        if call is None:
             raise UnprocessableEvent(f"call event {event.external_id} carries no call id")
-        return RecordIn("calls", "call", str(call["id"]), _timestamp(call.get("started")) or received, call)
+        meta = payload["metaData"] if isinstance(payload.get("metaData"), dict) else payload
+        data = dict(meta)
+        current = stored.get(("calls", "call", call))
+        for key in CALL_DETAIL_KEYS:
+            if key in payload and payload[key] is not None:
+                data[key] = payload[key]
+            elif current is not None and key in current.data:
+                data[key] = current.data[key]
+        return RecordIn("calls", "call", call, _timestamp(meta.get("started")) or received, data)
     raise UnprocessableEvent(f"unknown source {event.source}")
 
 
+def _call_id(payload: dict[str, Any]) -> str | None:
+    call = payload.get("metaData") if isinstance(payload.get("metaData"), dict) else payload
+    return str(call["id"]) if isinstance(call, dict) and call.get("id") else None
+
+
+def _stored_records(session: Session, events: list[Event]) -> dict[tuple[str, str, str], SourceRecord]:
+    """The stored HubSpot objects and calls the events update (their events merge into them)."""
+    hubspot = {
+        str(event.payload["objectId"])
+        for event in events
+        if event.source == "hubspot" and event.payload and isinstance(event.payload.get("objectId"), int | str)
+    }
+    calls = {call for event in events if event.source == "calls" and (call := _call_id(event.payload or {}))}
+    wanted = [(source, ids) for source, ids in (("hubspot", hubspot), ("calls", calls)) if ids]
+    if not wanted:
+        return {}
+    condition = or_(*(and_(SourceRecord.source == source, SourceRecord.object_id.in_(sorted(ids)))
+                      for source, ids in wanted))  # fmt: skip
+    return {(r.source, r.object_type, r.object_id): r for r in session.scalars(select(SourceRecord).where(condition))}
+
+
 @app.task(name="switchboard.tasks.ingest.process_events", acks_late=True)
-def process_events(event_ids: list[int]) -> dict[str, int]:
-    """Turn accepted events into source records, once each; returns counts."""
+def process_events(event_ids: list[int]) -> dict[str, Any]:
+    """Turn accepted events into source records, once each, and re-link what they touch;
+    returns counts (and the id of the RAG-prep task it queued, if any)."""
     settings = get_settings()
-    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    counts: dict[str, Any] = {"processed": 0, "failed": 0, "skipped": 0, "links_changed": 0}
     critical_sources: set[str] = set()
     with session_scope() as session:
         events = list(
@@ -106,17 +153,8 @@ def process_events(event_ids: list[int]) -> dict[str, int]:
             )
         )  # fmt: skip
         counts["skipped"] = len(event_ids) - len(events)
-        keys = {
-            str(event.payload["objectId"])
-            for event in events
-            if event.source == "hubspot" and event.payload and isinstance(event.payload.get("objectId"), int | str)
-        }
-        stored = {
-            (r.source, r.object_type, r.object_id): r
-            for r in session.scalars(
-                select(SourceRecord).where(SourceRecord.source == "hubspot", SourceRecord.object_id.in_(keys))
-            )
-        } if keys else {}  # fmt: skip
+        stored = _stored_records(session, events)
+        changed: dict[tuple[str, str, str], RecordIn] = {}
         now = dt.datetime.now(dt.UTC)
         for event in events:
             try:
@@ -127,10 +165,22 @@ def process_events(event_ids: list[int]) -> dict[str, int]:
                 continue
             if record is not None:
                 upsert_records(session, [record])
+                key = (record.source, record.object_type, record.object_id)
+                changed[key] = record
+                # a later event in this batch about the same object merges into this state
+                stored[key] = SourceRecord(source=record.source, object_type=record.object_type,
+                                           object_id=record.object_id, data=record.data,
+                                           occurred_at=record.occurred_at)  # fmt: skip
             event.status, event.processed_at = "processed", now
             counts["processed"] += 1
             if event.type in settings.critical_event_types:
                 critical_sources.add(event.source)
+        if changed:
+            links = enrich(session, changed.values())
+            counts["links_changed"] = links["added"] + links["updated"] + links["removed"]
+    knowledge_keys = [list(key) for key in changed if key[0] in RAG_SOURCES]
+    if knowledge_keys:
+        counts["indexing"] = queue_indexing(knowledge_keys)
     if critical_sources:
         from switchboard.tasks.watch import scan
 

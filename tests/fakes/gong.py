@@ -1,5 +1,11 @@
-"""A fake Gong-compatible API: `GET /v2/calls` and `POST /v2/calls/extensive` with cursor paging,
-Basic auth and Gong's error bodies (`{"requestId": …, "errors": [...]}`)."""
+"""A fake Gong-compatible API: `GET /v2/calls`, `POST /v2/calls/extensive` and
+`POST /v2/calls/transcript` with cursor paging, Basic auth and Gong's error bodies
+(`{"requestId": …, "errors": [...]}`).
+
+Extensive data follows Gong's shape: `metaData`, `parties` (`emailAddress`, `affiliation`,
+`speakerId`), `context` (CRM objects: `[{"system": "HubSpot", "objects": [{"objectType": "Deal",
+"objectId": …}]}]`) and `content` (`brief`, `keyPoints`); transcripts are monologues
+(`speakerId`, `topic`, `sentences[].text`)."""
 
 from __future__ import annotations
 
@@ -19,6 +25,17 @@ class FakeGong(FakeAPI):
         super().__init__()
         self.credentials = base64.b64encode(f"{access_key}:{secret}".encode()).decode()
         self.calls: list[dict[str, Any]] = []  # Gong "metaData"-shaped calls
+        # call id → extra extensive data (parties, context, content) and transcript monologues
+        self.details: dict[str, dict[str, Any]] = {}
+        self.transcripts: dict[str, list[dict[str, Any]]] = {}
+
+    def extensive(self, call: dict[str, Any]) -> dict[str, Any]:
+        """One call's extensive data as `POST /v2/calls/extensive` returns it."""
+        details = self.details.get(call["id"], {})
+        internal = {"id": "p1", "userId": call.get("primaryUserId"), "affiliation": "Internal", "speakerId": "s1"}
+        return {"metaData": call, "parties": [internal, *details.get("parties", [])],
+                "context": details.get("context", []),
+                "content": details.get("content", {"brief": f"Call {call['id']}"})}  # fmt: skip
 
     def authenticate(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Basic {self.credentials}":
@@ -51,8 +68,12 @@ class FakeGong(FakeAPI):
             ids = set((body.get("filter") or {}).get("callIds") or [])
             found = [c for c in self.calls if c["id"] in ids]
             page, records = self._page(found, body.get("cursor"))
-            extensive = [{"metaData": c, "parties": [{"id": "p1", "userId": c.get("primaryUserId"),
-                                                      "affiliation": "Internal"}],
-                          "content": {"brief": f"Call {c['id']}"}} for c in page]  # fmt: skip
+            extensive = [self.extensive(c) for c in page]
             return 200, {}, {"requestId": uuid.uuid4().hex[:20], "records": records, "calls": extensive}
+        if request.path == "/v2/calls/transcript" and request.method == "POST":
+            body = request.json()
+            ids = [i for i in (body.get("filter") or {}).get("callIds") or [] if i in self.transcripts]
+            found = [{"callId": i, "transcript": self.transcripts[i]} for i in ids]
+            page, records = self._page(found, body.get("cursor"))
+            return 200, {}, {"requestId": uuid.uuid4().hex[:20], "records": records, "callTranscripts": page}
         return 404, {}, self.error_body(404)
