@@ -1,8 +1,11 @@
 """A fake HubSpot CRM v3 API: objects (deals, contacts, companies, tasks), owners, search with
-`after` paging, `X-HubSpot-RateLimit-*` headers, and HubSpot's error bodies."""
+`after` paging (filters EQ, CONTAINS_TOKEN, NOT_HAS_PROPERTY and the range operators GT, GTE,
+LT, LTE over numbers or dates given as epoch milliseconds or ISO 8601; `sorts`),
+`X-HubSpot-RateLimit-*` headers, and HubSpot's error bodies."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import uuid
 from typing import Any
@@ -23,13 +26,13 @@ class FakeHubSpot(FakeAPI):
         self._ids = itertools.count(1001)
         self.remaining_secondly: int | None = None  # when set, reported (and counted down) per response
 
-    def add(self, object_type: str, object_id: str, properties: dict[str, Any]) -> None:
-        self.objects[object_type][object_id] = self._object(object_id, properties)
+    def add(self, object_type: str, object_id: str, properties: dict[str, Any], updated_at: str | None = None) -> None:
+        self.objects[object_type][object_id] = self._object(object_id, properties, updated_at)
 
     @staticmethod
-    def _object(object_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+    def _object(object_id: str, properties: dict[str, Any], updated_at: str | None = None) -> dict[str, Any]:
         return {"id": object_id, "properties": properties, "createdAt": "2026-11-01T00:00:00.000Z",
-                "updatedAt": "2026-11-20T00:00:00.000Z", "archived": False}  # fmt: skip
+                "updatedAt": updated_at or "2026-11-20T00:00:00.000Z", "archived": False}  # fmt: skip
 
     def authenticate(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -105,13 +108,43 @@ class FakeHubSpot(FakeAPI):
                         ok &= str(rule.get("value")).strip("*") in value
                     elif rule["operator"] == "NOT_HAS_PROPERTY":
                         ok &= value == ""
+                    elif rule["operator"] in RANGE_OPERATORS:
+                        have, bound = _comparable(value), _comparable(rule.get("value"))
+                        ok &= have is not None and bound is not None and RANGE_OPERATORS[rule["operator"]](have, bound)
+                    else:
+                        raise ValueError(f"the fake does not support operator {rule['operator']}")
                 if ok:
                     return True
             return False
 
         found = [item for item in items if matches(item)]
+        for sort in reversed(query.get("sorts") or []):
+            name = sort["propertyName"]
+            found.sort(key=lambda item: _comparable(item["properties"].get(name)) or 0.0,
+                       reverse=sort.get("direction") == "DESCENDING")  # fmt: skip
         page = found[after : after + limit]
         body: dict[str, Any] = {"total": len(found), "results": page}
         if after + limit < len(found):
             body["paging"] = {"next": {"after": str(after + limit)}}
         return 200, self._headers(), body
+
+
+RANGE_OPERATORS = {
+    "GT": lambda a, b: a > b, "GTE": lambda a, b: a >= b, "LT": lambda a, b: a < b, "LTE": lambda a, b: a <= b,
+}  # fmt: skip
+
+
+def _comparable(value: Any) -> float | None:
+    """A number, or a date as epoch milliseconds (HubSpot filters dates with either form)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp() * 1000
