@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import signals
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from switchboard.agents.context import StepContext, pop_context
@@ -92,6 +92,21 @@ def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep
         session.add(row)
         session.flush()
     return row
+
+
+def _close_previous_step(session: Session, run_id: str, step_name: str, now: dt.datetime) -> None:
+    # A step starts only with its predecessor's output, so the predecessor finished — even when
+    # the worker that ran it died between publishing this step and writing its own outcome.
+    from switchboard.replay import STEP_ORDER
+
+    index = STEP_ORDER.index(step_name) if step_name in STEP_ORDER else 0
+    if index == 0:
+        return
+    session.execute(
+        update(AgentStep)
+        .where(AgentStep.run_id == run_id, AgentStep.step == STEP_ORDER[index - 1], AgentStep.status != "done")
+        .values(status="done", error=None, finished_at=func.coalesce(AgentStep.finished_at, now))
+    )
 
 
 def _set_insight_status(session: Session, run: AgentRun, status: str) -> None:
@@ -190,6 +205,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kw
             run.started_at = now
             run.queue_wait_ms = step.queue_wait_ms
         _set_insight_status(session, run, "running")
+        _close_previous_step(session, run_id, step_name, now)
 
     _transaction(write)
 
