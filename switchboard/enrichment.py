@@ -16,8 +16,8 @@ find those by index instead of scanning call transcripts, each customer and call
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, func, or_, select, tuple_
@@ -57,7 +57,7 @@ FREE_MAIL_DOMAINS = frozenset({
     "qq.com", "163.com",
 })  # fmt: skip
 
-MAX_MATCHES = 200  # records one lookup may match (one email, one domain)
+MAX_MATCHES = 200  # links of one kind one object may get (contacts of one email, …)
 MAX_AFFECTED = 5000  # customers and calls one batch of changes may re-link
 
 
@@ -148,14 +148,13 @@ def deal_contact_ids(deal: dict[str, Any]) -> set[str]:
     return ids
 
 
-def _records(session: Session, kind: str, *conditions: Any, limit: int = MAX_MATCHES) -> list[SourceRecord]:
+def _records(session: Session, kind: str, *conditions: Any) -> list[SourceRecord]:
     source, object_type = kind.split(":", 1)
     return list(
         session.scalars(
             select(SourceRecord)
             .where(SourceRecord.source == source, SourceRecord.object_type == object_type, *conditions)
             .order_by(SourceRecord.id)
-            .limit(limit)
             # the caller may have changed these rows in this transaction: read them as they are now
             .execution_options(populate_existing=True)
         )
@@ -168,107 +167,152 @@ def _text_contains(values: Iterable[str]) -> Any:
     return or_(*(text.icontains(value, autoescape=True) for value in values))
 
 
-def contacts_by_email(session: Session, emails: set[str]) -> list[SourceRecord]:
-    if not emails:
-        return []
+def _batches(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    items = sorted(values)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class Matches:
+    """The HubSpot records a batch of customers and calls can link to, looked up once per batch
+    (one query per kind and chunk, not per object)."""
+
+    contacts: dict[str, list[SourceRecord]] = field(default_factory=dict)  # email → contacts
+    companies: dict[str, list[SourceRecord]] = field(default_factory=dict)  # domain → companies
+    deals: dict[str, dict[str, SourceRecord]] = field(default_factory=dict)  # contact id → deal id → deal
+
+    def contacts_of(self, email: str) -> list[SourceRecord]:
+        return self.contacts.get(email, [])[:MAX_MATCHES]
+
+    def deals_of(self, contacts: list[SourceRecord]) -> list[tuple[SourceRecord, str]]:
+        """Deals associated with any of the contacts, each with the first contact (by id) that links it."""
+        found: dict[str, tuple[SourceRecord, str]] = {}
+        for contact in sorted(contacts, key=lambda c: c.object_id):
+            for deal_id, deal in sorted(self.deals.get(contact.object_id, {}).items()):
+                found.setdefault(deal_id, (deal, contact.object_id))
+        return [found[deal_id] for deal_id in sorted(found)][:MAX_MATCHES]
+
+
+def find_matches(session: Session, emails: set[str], domains: set[str]) -> Matches:
+    """Contacts with these emails, companies with these domains, and those contacts' deals."""
+    matches = Matches()
     email = func.lower(SourceRecord.data[("properties", "email")].as_string())
-    return _records(session, CONTACT, email.in_(sorted(emails)))
-
-
-def companies_by_domain(session: Session, domain: str) -> list[SourceRecord]:
-    stored = SourceRecord.data[("properties", "domain")].as_string()
-    candidates = _records(session, COMPANY, stored.icontains(domain, autoescape=True))
-    return [c for c in candidates if normalise_domain(_properties(c.data).get("domain")) == domain]
-
-
-def deals_of_contacts(session: Session, contact_ids: set[str]) -> list[tuple[SourceRecord, str]]:
-    """Deals associated with any of the contacts, each with the (first) contact that links it."""
-    if not contact_ids:
-        return []
-    found = []
-    for deal in _records(session, DEAL, _text_contains(sorted(contact_ids))):
-        shared = sorted(deal_contact_ids(deal.data) & contact_ids)
-        if shared:
-            found.append((deal, shared[0]))
-    return found
+    for batch in _batches(emails, 500):
+        for contact in _records(session, CONTACT, email.in_(batch)):
+            if key := normalise_email(_properties(contact.data).get("email")):
+                matches.contacts.setdefault(key, []).append(contact)
+    domain = SourceRecord.data[("properties", "domain")].as_string()
+    for batch in _batches(domains, 200):
+        for company in _records(session, COMPANY, or_(*(domain.icontains(d, autoescape=True) for d in batch))):
+            key = normalise_domain(_properties(company.data).get("domain"))
+            if key in domains:
+                matches.companies.setdefault(key, []).append(company)
+    contact_ids = {c.object_id for found in matches.contacts.values() for c in found}
+    for batch in _batches(contact_ids, 200):
+        for deal in _records(session, DEAL, _text_contains(batch)):
+            for contact_id in deal_contact_ids(deal.data) & contact_ids:
+                matches.deals.setdefault(contact_id, {})[deal.object_id] = deal
+    return matches
 
 
 # --- the links of one object --------------------------------------------------------------------
 
 
-def customer_links(session: Session, customer_id: str, customer: dict[str, Any]) -> list[Link]:
-    """Every link a Stripe customer should have, given the stored HubSpot records."""
+def customer_identity(customer: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A customer's email and (unless free-mail) its domain."""
     email = normalise_email(customer.get("email"))
+    domain = email.rsplit("@", 1)[1] if email else None
+    return email, (domain if domain not in FREE_MAIL_DOMAINS else None)
+
+
+def customer_links(matches: Matches, customer_id: str, customer: dict[str, Any]) -> list[Link]:
+    """Every link a Stripe customer should have, given the stored HubSpot records."""
+    email, domain = customer_identity(customer)
     if email is None:
         return []
-    contacts = contacts_by_email(session, {email})
+    contacts = matches.contacts_of(email)
     links = [Link(CUSTOMER, customer_id, EMAIL, email, "identity", {})]
     links += [Link(CUSTOMER, customer_id, CONTACT, c.object_id, "email", {"email": email}) for c in contacts]
-    domain = email.rsplit("@", 1)[1]
-    if domain not in FREE_MAIL_DOMAINS:
+    if domain is not None:
         links.append(Link(CUSTOMER, customer_id, DOMAIN, domain, "identity", {}))
         links += [
             Link(CUSTOMER, customer_id, COMPANY, c.object_id, "domain", {"domain": domain})
-            for c in companies_by_domain(session, domain)
+            for c in matches.companies.get(domain, [])[:MAX_MATCHES]
         ]
     links += [
         Link(CUSTOMER, customer_id, DEAL, deal.object_id, "email", {"email": email, "via_contact": contact})
-        for deal, contact in deals_of_contacts(session, {c.object_id for c in contacts})
+        for deal, contact in matches.deals_of(contacts)
     ]
     return links
 
 
-def call_links(session: Session, call_id: str, call: dict[str, Any]) -> list[Link]:
+def call_links(matches: Matches, call_id: str, call: dict[str, Any]) -> list[Link]:
     """Every link a call should have: its CRM-context deals, its participants' contacts and their deals."""
     links = [
         Link(CALL, call_id, DEAL, deal, "crm_context", {"system": "HubSpot"}) for deal in sorted(call_crm_deals(call))
     ]
-    emails = call_participant_emails(call)
-    links += [Link(CALL, call_id, EMAIL, email, "identity", {}) for email in sorted(emails)]
-    contacts = contacts_by_email(session, emails)
-    email_of = {c.object_id: normalise_email(_properties(c.data).get("email")) for c in contacts}
-    links += [Link(CALL, call_id, CONTACT, c.object_id, "email", {"email": email_of[c.object_id]}) for c in contacts]
+    contacts: list[SourceRecord] = []
+    email_of: dict[str, str] = {}
+    for email in sorted(call_participant_emails(call)):
+        links.append(Link(CALL, call_id, EMAIL, email, "identity", {}))
+        for contact in matches.contacts_of(email):
+            contacts.append(contact)
+            email_of[contact.object_id] = email
+            links.append(Link(CALL, call_id, CONTACT, contact.object_id, "email", {"email": email}))
     links += [
         Link(CALL, call_id, DEAL, deal.object_id, "email", {"email": email_of[contact], "via_contact": contact})
-        for deal, contact in deals_of_contacts(session, set(email_of))
+        for deal, contact in matches.deals_of(contacts)
     ]
     return links
 
 
-def relink(session: Session, kind: str, object_id: str) -> tuple[int, int, int]:
-    """Reconcile the stored links of one customer or call with what its records say now.
+def relink(session: Session, keys: set[tuple[str, str]]) -> dict[str, int]:
+    """Reconcile the stored links of these customers and calls with what the records say now.
 
-    Returns (added, updated, removed)."""
-    source, object_type = kind.split(":", 1)
-    record = session.scalars(
-        select(SourceRecord)
-        .where(
-            SourceRecord.source == source, SourceRecord.object_type == object_type, SourceRecord.object_id == object_id
+    Returns counts of links added, updated and removed."""
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for batch in _batches(keys, 500):
+        condition = tuple_(SourceRecord.source, SourceRecord.object_type, SourceRecord.object_id).in_(
+            [_record_key(kind, object_id) for kind, object_id in batch]
         )
-        .execution_options(populate_existing=True)
-    ).first()
+        for record in session.scalars(select(SourceRecord).where(condition).execution_options(populate_existing=True)):
+            records[(f"{record.source}:{record.object_type}", record.object_id)] = record.data
+    emails: set[str] = set()
+    domains: set[str] = set()
+    for (kind, _), data in records.items():
+        if kind == CUSTOMER:
+            email, domain = customer_identity(data)
+            emails |= {email} if email else set()
+            domains |= {domain} if domain else set()
+        else:
+            emails |= call_participant_emails(data)
+    matches = find_matches(session, emails, domains)
     wanted: dict[tuple[str, str, str, str, str], Link] = {}
-    if record is not None:
+    for (kind, object_id), data in records.items():
         derive = customer_links if kind == CUSTOMER else call_links
-        wanted = {link.key: link for link in derive(session, object_id, record.data)}
-    rows = session.scalars(select(EntityLink).where(EntityLink.from_kind == kind, EntityLink.from_id == object_id))
-    stored = {(row.from_kind, row.from_id, row.to_kind, row.to_id, row.link_type): row for row in rows}
-    added = updated = 0
+        wanted.update((link.key, link) for link in derive(matches, object_id, data))
+    stored: dict[tuple[str, str, str, str, str], EntityLink] = {}
+    for batch in _batches(keys, 500):
+        rows = session.scalars(select(EntityLink).where(tuple_(EntityLink.from_kind, EntityLink.from_id).in_(batch)))
+        stored.update(((r.from_kind, r.from_id, r.to_kind, r.to_id, r.link_type), r) for r in rows)
+    counts = {"added": 0, "updated": 0, "removed": 0}
     for key, link in wanted.items():
         row = stored.get(key)
         if row is None:
             session.add(EntityLink(from_kind=link.from_kind, from_id=link.from_id, to_kind=link.to_kind,
                                    to_id=link.to_id, link_type=link.link_type, confidence=link.confidence,
                                    evidence=link.evidence))  # fmt: skip
-            added += 1
+            counts["added"] += 1
         elif row.confidence != link.confidence or row.evidence != link.evidence:
             row.confidence, row.evidence = link.confidence, link.evidence
-            updated += 1
+            counts["updated"] += 1
     stale = [row.id for key, row in stored.items() if key not in wanted]
-    if stale:
-        session.execute(delete(EntityLink).where(EntityLink.id.in_(stale)))
+    for batch in _batches(stale, 1000):
+        session.execute(delete(EntityLink).where(EntityLink.id.in_(batch)))
+    counts["removed"] = len(stale)
     session.flush()
-    return added, updated, len(stale)
+    return counts
 
 
 # --- what a changed record affects --------------------------------------------------------------
@@ -319,13 +363,7 @@ def enrich(session: Session, records: Iterable[RecordIn]) -> dict[str, int]:
     """Re-link everything the changed ``records`` touch; returns counts of links added/updated/removed."""
     affected = affected_by(session, records)
     lock_names(session, (f"entity_links:{kind}:{object_id}" for kind, object_id in affected))
-    counts = {"relinked": len(affected), "added": 0, "updated": 0, "removed": 0}
-    for kind, object_id in sorted(affected):
-        added, updated, removed = relink(session, kind, object_id)
-        counts["added"] += added
-        counts["updated"] += updated
-        counts["removed"] += removed
-    return counts
+    return {"relinked": len(affected), **relink(session, affected)}
 
 
 # --- reading the links --------------------------------------------------------------------------
