@@ -334,3 +334,20 @@ def test_a_finished_runs_analysis_becomes_a_chunk_and_the_analyst_saw_the_links(
 def _external_ids() -> list[str]:
     with session_scope() as session:
         return list(session.scalars(select(Event.external_id)))
+
+
+def test_the_sweep_indexes_records_whose_indexing_message_never_came(client: TestClient) -> None:
+    # stored without an event (demo seeding; an indexing message lost with the broker)
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        upsert_records(session, [
+            RecordIn("calls", "call", "lost-1", now, {"id": "lost-1", "title": "Lost", "started": now.isoformat(),
+                                                      "content": {"brief": "A walrus-themed onboarding call."}}),
+            RecordIn("calls", "call", "bare-1", now, {"id": "bare-1", "started": now.isoformat()}),
+        ])  # fmt: skip
+    assert sweep.delay().get(timeout=TIMEOUT_S)["records"] == {"indexed": 1, "empty": 1}
+    [chunk] = _chunks("calls", "call:lost-1")
+    assert "Summary: A walrus-themed onboarding call." in chunk[2]
+    assert _chunks("calls", "call:bare-1") == []
+    assert sweep.delay().get(timeout=TIMEOUT_S)["records"] == {"unchanged": 1, "empty": 1}
+    assert _chunks("calls", "call:lost-1") == [chunk]
