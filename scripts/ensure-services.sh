@@ -89,7 +89,14 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+ensure_netns_tools() {
+  # The scale-out test puts workers in network namespaces (`ip netns`, from iproute2).
+  command -v ip >/dev/null && return 0
+  apt_install iproute2
+}
+
 ensure_postgres
 ensure_redis
 ensure_browser
+ensure_netns_tools
 say "PostgreSQL, Redis and headless Chromium are ready"

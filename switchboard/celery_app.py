@@ -42,6 +42,7 @@ ROUTES_BY_LEVEL = {
     "switchboard.tasks.ingest.*": "default",
     "switchboard.tasks.integrations.*": "default",
     "switchboard.tasks.backfill.*": "low",
+    "switchboard.tasks.knowledge.*": "low",  # re-embedding is background work
     "switchboard.tasks.evals.*": "low",
 }
 

@@ -248,6 +248,39 @@ def runs_show(
         render_run_detail(detail, Console())
 
 
+@cli.command("dead-letters")
+def dead_letters_command(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """Poison messages (undecodable, unknown task, no such run), newest first, with the reason."""
+    from sqlalchemy import select
+
+    from switchboard.db.models import DeadLetter
+    from switchboard.db.session import session_scope
+
+    _settings()
+    with session_scope() as session:
+        rows = [
+            {
+                "id": row.id,
+                "received_at": row.received_at.isoformat() if row.received_at else None,
+                "queue": row.queue,
+                "task_name": row.task_name,
+                "task_id": row.task_id,
+                "reason": row.reason,
+            }
+            for row in session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit))
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for item in rows:
+        typer.echo(f"{item['received_at']}  {item['task_name'] or '-':32} {item['queue'] or '-':20} {item['reason']}")
+    if not rows:
+        typer.echo("no dead letters")
+
+
 @cli.command()
 def failures(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs")] = 50,

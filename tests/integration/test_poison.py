@@ -86,3 +86,12 @@ def test_poison_messages_are_dead_lettered_once_and_never_redelivered(
     assert not [m for m in unacked if m.get("headers", {}).get("id") in reasons], unacked
     client.close()
     assert len(_dead_letters()) == 4
+
+    # Operators see them: `switchboard dead-letters --json` lists exactly these four.
+    from typer.testing import CliRunner
+
+    from switchboard.cli import cli
+
+    listed = CliRunner().invoke(cli, ["dead-letters", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {row["task_id"] for row in json.loads(listed.stdout)} == set(reasons)
