@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,26 +196,13 @@ class ChaosResult:
 
 
 def _insight_rows(count: int, seed: int) -> list[dict[str, object]]:
+    # Generous SLAs: this measures delivery under faults, not expiry.
+    from bench.common import insight_row
+
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)
-    rows = []
-    for n in range(count):
-        severity = rng.choice(("critical", "high", "medium", "medium", "low"))
-        key = f"chaos:{uuid.uuid4().hex}"
-        entity = f"chaos-deal-{n}"
-        alert = {
-            "kind": "hubspot_deal_without_owner", "source": "hubspot", "severity": severity,
-            "title": f"Deal {entity} has no owner", "entity": {"source": "hubspot", "type": "deal", "id": entity},
-            "dedupe_key": key, "detected_at": now.isoformat(),
-        }  # fmt: skip
-        rows.append({
-            "kind": alert["kind"], "source": "hubspot", "severity": severity, "title": alert["title"],
-            "entity_type": "deal", "entity_id": entity, "payload": alert, "dedupe_key": key, "status": "new",
-            "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
-            # Generous SLAs: this measures delivery under faults, not expiry.
-            "sla_deadline": now + dt.timedelta(hours=4), "next_attempt_at": now,
-        })  # fmt: skip
-    return rows
+    severities = ("critical", "high", "medium", "medium", "low")
+    return [insight_row(rng.choice(severities), f"chaos-deal-{n}", now, dt.timedelta(hours=4)) for n in range(count)]
 
 
 def _count_outcome(url: str) -> dict[str, object]:

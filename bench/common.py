@@ -6,6 +6,7 @@ SWITCHBOARD_TEST_REDIS_URL; run `make services` first) and never to anything els
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import signal
@@ -106,3 +107,19 @@ class Processes:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def insight_row(severity: str, entity: str, now: dt.datetime, sla: dt.timedelta) -> dict[str, object]:
+    """A new `proactive_insights` row for an ownerless deal (the alert payload included)."""
+    key = f"bench:{uuid.uuid4().hex}"
+    alert = {
+        "kind": "hubspot_deal_without_owner", "source": "hubspot", "severity": severity,
+        "title": f"Deal {entity} has no owner", "entity": {"source": "hubspot", "type": "deal", "id": entity},
+        "dedupe_key": key, "detected_at": now.isoformat(),
+    }  # fmt: skip
+    return {
+        "kind": alert["kind"], "source": "hubspot", "severity": severity, "title": alert["title"],
+        "entity_type": "deal", "entity_id": entity, "payload": alert, "dedupe_key": key, "status": "new",
+        "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
+        "sla_deadline": now + sla, "next_attempt_at": now,
+    }  # fmt: skip

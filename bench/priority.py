@@ -19,7 +19,6 @@ import datetime as dt
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from celery import Celery
@@ -27,7 +26,7 @@ from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Processes, bench_env, flush_redis, percentile, scratch_database
+from bench.common import Processes, bench_env, flush_redis, insight_row, percentile, scratch_database
 from switchboard.db.models import AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
 
@@ -61,21 +60,6 @@ LAYOUTS = {
 }
 
 
-def _insight(severity: str, entity: str, now: dt.datetime, sla: dt.timedelta) -> dict[str, object]:
-    key = f"bench:{uuid.uuid4().hex}"
-    alert = {
-        "kind": "hubspot_deal_without_owner", "source": "hubspot", "severity": severity,
-        "title": f"Deal {entity} has no owner", "entity": {"source": "hubspot", "type": "deal", "id": entity},
-        "dedupe_key": key, "detected_at": now.isoformat(),
-    }  # fmt: skip
-    return {
-        "kind": alert["kind"], "source": "hubspot", "severity": severity, "title": alert["title"],
-        "entity_type": "deal", "entity_id": entity, "payload": alert, "dedupe_key": key, "status": "new",
-        "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
-        "sla_deadline": now + sla, "next_attempt_at": now,
-    }  # fmt: skip
-
-
 def _wait(predicate: object, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():  # type: ignore[operator]
@@ -90,7 +74,7 @@ def measure(layout_name: str, tmp: Path) -> list[float]:
     with scratch_database(layout_name) as url:
         now = dt.datetime.now(dt.UTC)
         with session_scope(url) as session:
-            rows = [_insight("medium" if n % 2 else "low", f"routine-{n}", now, dt.timedelta(hours=24))
+            rows = [insight_row("medium" if n % 2 else "low", f"routine-{n}", now, dt.timedelta(hours=24))
                     for n in range(BACKLOG)]  # fmt: skip
             session.execute(insert(ProactiveInsight), rows)
         env = bench_env(url, tmp / layout_name, SWITCHBOARD_OFFLINE_LATENCY_MS=str(OFFLINE_CALL_MS), **layout["env"])
@@ -112,7 +96,7 @@ def measure(layout_name: str, tmp: Path) -> list[float]:
             critical_ids: list[int] = []
             for n in range(CRITICAL):
                 with session_scope(url) as session:
-                    row = _insight("critical", f"critical-{n}", dt.datetime.now(dt.UTC), dt.timedelta(minutes=15))
+                    row = insight_row("critical", f"critical-{n}", dt.datetime.now(dt.UTC), dt.timedelta(minutes=15))
                     critical_ids.append(session.execute(insert(ProactiveInsight).returning(ProactiveInsight.id),
                                                         [row]).scalar_one())  # fmt: skip
                 # what trigger_poll() sends when a scan raises a critical insight

@@ -30,7 +30,7 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REDIS_URL, Processes, bench_env, flush_redis, scratch_database
+from bench.common import REDIS_URL, Processes, bench_env, flush_redis, insight_row, scratch_database
 
 QUEUE_PREFIX = f"tp{uuid.uuid4().hex[:6]}."
 # The bench process itself publishes: point its settings at the bench broker before import.
@@ -83,21 +83,7 @@ def measure_bare(tmp: Path, tasks: int, concurrency: int) -> float:
 
 def _insight_rows(count: int) -> list[dict[str, object]]:
     now = dt.datetime.now(dt.UTC)
-    rows = []
-    for n in range(count):
-        key = f"bench:{uuid.uuid4().hex}"
-        alert = {
-            "kind": "hubspot_deal_without_owner", "source": "hubspot", "severity": "medium",
-            "title": f"Deal tp-{n} has no owner", "entity": {"source": "hubspot", "type": "deal", "id": f"tp-{n}"},
-            "dedupe_key": key, "detected_at": now.isoformat(),
-        }  # fmt: skip
-        rows.append({
-            "kind": alert["kind"], "source": "hubspot", "severity": "medium", "title": alert["title"],
-            "entity_type": "deal", "entity_id": f"tp-{n}", "payload": alert, "dedupe_key": key, "status": "new",
-            "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
-            "sla_deadline": now + dt.timedelta(hours=4), "next_attempt_at": now,
-        })  # fmt: skip
-    return rows
+    return [insight_row("medium", f"tp-{n}", now, dt.timedelta(hours=4)) for n in range(count)]
 
 
 def measure_agent(tmp: Path, runs: int, concurrency: int) -> float:
