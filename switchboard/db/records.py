@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from switchboard.db.models import SourceRecord
+from switchboard.db.session import dialect_insert
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ def upsert_records(session: Session, records: Iterable[RecordIn], *, batch: int 
          "data": r.data, "occurred_at": r.occurred_at}
         for r in records
     ]  # fmt: skip
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     for start in range(0, len(rows), batch):
         statement = insert(SourceRecord).values(rows[start : start + batch])
         statement = statement.on_conflict_do_update(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from switchboard.settings import get_settings
@@ -26,8 +28,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def build_engine(url: str) -> Engine:
-    """A new engine for ``url``; SQLite files get their directory created and WAL switched on."""
+def build_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """A new engine for ``url``; SQLite files get their directory created and WAL switched on.
+    ``autocommit`` (PostgreSQL only) makes every statement its own transaction."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -38,28 +41,66 @@ def build_engine(url: str) -> Engine:
     if parsed.drivername == "postgresql":
         # SQLAlchemy 2.1 defaults to psycopg 3; we ship psycopg2's binary wheel.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    engine = create_engine(parsed, pool_size=5, max_overflow=10, **options)
+    event.listen(engine, "checkin", _mark_idle)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
 
 
-_engines: dict[str, Engine] = {}
-_factories: dict[str, sessionmaker[Session]] = {}
+# A pooled connection that sat idle may have been cut (a database restart, a failover, an idle
+# timeout in a proxy): it is pinged before use. One in steady use is not — pinging every
+# checkout (pool_pre_ping) costs a round trip per transaction on the agents' hot path — and if
+# it was cut anyway, the error invalidates the pool and the callers' outage handling retries.
+PING_AFTER_IDLE_S = 1.0
 
 
-def get_engine(url: str | None = None) -> Engine:
+def _mark_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+        return
+    try:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # no transaction (and no BEGIN round trip) for the ping
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.autocommit = autocommit
+    except Exception as error:  # the pool discards this connection and checks out a fresh one
+        raise DisconnectionError(f"pooled connection was cut while idle ({type(error).__name__})") from error
+
+
+_engines: dict[tuple[str, bool], Engine] = {}
+_factories: dict[tuple[str, bool], sessionmaker[Session]] = {}
+
+
+def get_engine(url: str | None = None, *, autocommit: bool = False) -> Engine:
     """The process-wide engine for ``url`` (default: the configured database)."""
     key = url or get_settings().database_url
-    if key not in _engines:
-        _engines[key] = build_engine(key)
-    return _engines[key]
+    autocommit = autocommit and make_url(key).get_backend_name() == "postgresql"
+    if (key, autocommit) not in _engines:
+        _engines[key, autocommit] = build_engine(key, autocommit=autocommit)
+    return _engines[key, autocommit]
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+def session_scope(url: str | None = None, *, autocommit: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    ``autocommit=True`` (on PostgreSQL; elsewhere it is an ordinary session) runs each statement
+    as its own transaction: no BEGIN and COMMIT round trips around it. For a single write, or
+    reads that need not see one snapshot — never for several writes that must stand or fall
+    together, nor for SELECT ... FOR UPDATE (the lock ends with the statement)."""
     key = url or get_settings().database_url
-    if key not in _factories:
-        _factories[key] = sessionmaker(bind=get_engine(key), expire_on_commit=False)
-    session = _factories[key]()
+    if (key, autocommit) not in _factories:
+        _factories[key, autocommit] = sessionmaker(bind=get_engine(key, autocommit=autocommit), expire_on_commit=False)
+    session = _factories[key, autocommit]()
     try:
         yield session
         session.commit()
@@ -68,6 +109,11 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def dialect_insert(session: Session) -> Any:
+    """`insert` of the session's database dialect, with its ON CONFLICT clauses (PostgreSQL or SQLite)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def dispose_engines() -> None:
