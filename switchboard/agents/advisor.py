@@ -11,10 +11,10 @@ import json
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from switchboard.agents.context import StepContext
+from switchboard.agents.context import StepContext, read_prior
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
@@ -71,23 +71,26 @@ def _build_plan(ctx: StepContext, analysis: Analysis, answer: dict[str, Any], pr
     )
 
 
-def _stored_plan(run_id: str, step: str) -> ActionPlan | None:
-    with session_scope() as session:
-        row = session.scalars(select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step)).first()
-        if row is not None and row.output and row.output.get("actions"):
-            return ActionPlan.model_validate(row.output)
-    return None
+def _stored_plan(ctx: StepContext) -> ActionPlan | None:
+    """The plan an earlier attempt persisted (the step's output when this attempt started)."""
+    output = (ctx.prior or read_prior(ctx.run_id, ctx.step)).output
+    return ActionPlan.model_validate(output) if output and output.get("actions") else None
 
 
 def _persist_plan(plan: ActionPlan, step: str) -> None:
-    with session_scope() as session:
-        row = session.scalars(select(AgentStep).where(AgentStep.run_id == plan.run_id, AgentStep.step == step)).one()
-        row.output = plan.model_dump(mode="json")
+    with session_scope(autocommit=True) as session:
+        written = session.execute(
+            update(AgentStep)
+            .where(AgentStep.run_id == plan.run_id, AgentStep.step == step)
+            .values(output=plan.model_dump(mode="json"))
+        )
+        if not getattr(written, "rowcount", 1):
+            raise LookupError(f"no {step} step of run {plan.run_id} to persist its plan in")
 
 
 def plan(ctx: StepContext, analysis: Analysis, settings: Settings) -> ActionPlan:
     """The plan for this run: the persisted one if a previous attempt made it, else a new one."""
-    stored = _stored_plan(analysis.run_id, ctx.step)
+    stored = _stored_plan(ctx)
     if stored is not None:
         ctx.notes["plan_reused"] = True
         return stored

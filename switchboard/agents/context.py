@@ -21,6 +21,16 @@ class ConversationEntry:
     tokens_out: int = 0
 
 
+@dataclass(frozen=True)
+class Prior:
+    """A step's state when an attempt of it starts, as the start hook found it: a finished
+    step's output is handed on instead of being made again, and the Advisor re-uses a plan
+    an earlier attempt persisted instead of asking the model for a second one."""
+
+    status: str | None
+    output: dict[str, Any] | None
+
+
 @dataclass
 class StepContext:
     """Everything one attempt of one agent step learns about itself."""
@@ -39,6 +49,7 @@ class StepContext:
     conversation: list[ConversationEntry] = field(default_factory=list)
     raw_outputs: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    prior: Prior | None = None  # the step's state before this attempt
 
     def record_reply(self, reply: LLMReply) -> None:
         """Add one model turn's usage and text to the step's totals and transcript."""
@@ -57,6 +68,33 @@ class StepContext:
 
 _lock = threading.Lock()
 _contexts: dict[str, StepContext] = {}
+_priors: dict[str, Prior] = {}
+
+
+def remember_prior(task_id: str, prior: Prior) -> None:
+    """Called by the start hook, in the process that then runs the task."""
+    with _lock:
+        _priors[task_id] = prior
+
+
+def take_prior(task_id: str) -> Prior | None:
+    """The step's state the start hook found (None when the hook could not record the start)."""
+    with _lock:
+        return _priors.pop(task_id, None)
+
+
+def read_prior(run_id: str, step: str) -> Prior:
+    """The step's state read from the database (when the start hook could not say)."""
+    from sqlalchemy import select
+
+    from switchboard.db.models import AgentStep
+    from switchboard.db.session import session_scope
+
+    with session_scope(autocommit=True) as session:
+        row = session.execute(
+            select(AgentStep.status, AgentStep.output).where(AgentStep.run_id == run_id, AgentStep.step == step)
+        ).first()
+        return Prior(row.status, row.output) if row is not None else Prior(None, None)
 
 
 def open_context(context: StepContext) -> StepContext:

@@ -43,29 +43,31 @@ def bucket_field(seconds: float) -> str:
     return "+Inf"
 
 
-def observe_step(agent: str, latency_ms: float | None) -> None:
-    """Add one finished step's latency to its agent's histogram."""
-    if latency_ms is None:
-        return
-    seconds = max(0.0, latency_ms / 1000.0)
-    key = f"{key_prefix()}step_latency:{agent}"
+def record_step(
+    agent: str | None,
+    latency_ms: float | None,
+    provider: str | None = None,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost_usd: float = 0.0,
+) -> None:
+    """Add one step attempt to the counters in one round trip: its latency to its agent's
+    histogram (when it finished) and its model usage to its provider's totals."""
+    prefix = key_prefix()
     pipe = metrics_redis().pipeline(transaction=False)
-    pipe.hincrby(key, bucket_field(seconds), 1)
-    pipe.hincrbyfloat(key, "sum", seconds)
-    pipe.hincrby(key, "count", 1)
-    pipe.execute()
-
-
-def add_tokens(provider: str | None, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
-    """Add one step attempt's model usage to its provider's totals."""
-    if not provider or not (tokens_in or tokens_out or cost_usd):
-        return
-    key = f"{key_prefix()}tokens"
-    pipe = metrics_redis().pipeline(transaction=False)
-    pipe.hincrby(key, f"{provider}:in", tokens_in)
-    pipe.hincrby(key, f"{provider}:out", tokens_out)
-    pipe.hincrbyfloat(key, f"{provider}:cost", cost_usd)
-    pipe.execute()
+    if agent is not None and latency_ms is not None:
+        seconds = max(0.0, latency_ms / 1000.0)
+        key = f"{prefix}step_latency:{agent}"
+        pipe.hincrby(key, bucket_field(seconds), 1)
+        pipe.hincrbyfloat(key, "sum", seconds)
+        pipe.hincrby(key, "count", 1)
+    if provider and (tokens_in or tokens_out or cost_usd):
+        key = f"{prefix}tokens"
+        pipe.hincrby(key, f"{provider}:in", tokens_in)
+        pipe.hincrby(key, f"{provider}:out", tokens_out)
+        pipe.hincrbyfloat(key, f"{provider}:cost", cost_usd)
+    if len(pipe):
+        pipe.execute()
 
 
 def add_rate_limit_wait(integration: str, seconds: float) -> None:

@@ -17,10 +17,10 @@ from celery import signals
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from switchboard.agents.context import StepContext, pop_context
+from switchboard.agents.context import Prior, StepContext, pop_context, remember_prior
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
-from switchboard.db.session import database_unreachable, session_scope
-from switchboard.hooks import metrics
+from switchboard.db.session import database_unreachable, get_engine, session_scope
+from switchboard.hooks import metrics, postgres
 from switchboard.integrations.resilience import Deferred
 from switchboard.redaction import redact, scrub
 
@@ -67,13 +67,14 @@ T = TypeVar("T")
 HOOK_DB_OUTAGE_S = 60.0
 
 
-def _transaction(write: Callable[[Session], T]) -> T:
-    """Run ``write`` in one transaction, retried from scratch while the database is unreachable."""
+def _transaction(write: Callable[[Session], T], *, autocommit: bool = False) -> T:
+    """Run ``write`` in one transaction (or, with ``autocommit``, its one statement), retried
+    from scratch while the database is unreachable."""
     deadline = time.monotonic() + HOOK_DB_OUTAGE_S
     delay = 0.25
     while True:
         try:
-            with session_scope() as session:
+            with session_scope(autocommit=autocommit) as session:
                 return write(session)
         except Exception as error:
             if not database_unreachable(error) or time.monotonic() + delay > deadline:
@@ -97,14 +98,12 @@ def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep
 def _close_previous_step(session: Session, run_id: str, step_name: str, now: dt.datetime) -> None:
     # A step starts only with its predecessor's output, so the predecessor finished — even when
     # the worker that ran it died between publishing this step and writing its own outcome.
-    from switchboard.replay import STEP_ORDER
-
-    index = STEP_ORDER.index(step_name) if step_name in STEP_ORDER else 0
-    if index == 0:
+    previous = _previous_step(step_name)
+    if previous is None:
         return
     session.execute(
         update(AgentStep)
-        .where(AgentStep.run_id == run_id, AgentStep.step == STEP_ORDER[index - 1], AgentStep.status != "done")
+        .where(AgentStep.run_id == run_id, AgentStep.step == previous, AgentStep.status != "done")
         .values(status="done", error=None, finished_at=func.coalesce(AgentStep.finished_at, now))
     )
 
@@ -136,33 +135,39 @@ def _add_usage(step: AgentStep, run: AgentRun, ctx: StepContext | None) -> None:
 def _export(agent: str | None, latency_ms: float | None, ctx: StepContext | None) -> None:
     """Add the step to the Redis-held /metrics counters, after its rows are committed."""
     try:
-        if agent is not None:
-            metrics.observe_step(agent, latency_ms)
-        if ctx is not None:
-            metrics.add_tokens(ctx.provider, ctx.tokens_in, ctx.tokens_out, ctx.cost_usd)
+        if ctx is None:
+            metrics.record_step(agent, latency_ms)
+        else:
+            metrics.record_step(agent, latency_ms, ctx.provider, ctx.tokens_in, ctx.tokens_out, ctx.cost_usd)
     except Exception:  # a metric lost to a Redis hiccup must not fail the bookkeeping
         log.exception("exporting step metrics failed")
+
+
+def _conversation(ctx: StepContext | None) -> list[dict[str, Any]]:
+    """The step's messages as rows (content scrubbed of secrets)."""
+    if ctx is None:
+        return []
+    return [
+        {"role": entry.role, "content": scrub(entry.content), "provider": entry.provider, "model": entry.model,
+         "tokens_in": entry.tokens_in, "tokens_out": entry.tokens_out}
+        for entry in ctx.conversation
+    ]  # fmt: skip
 
 
 def _write_conversation(session: Session, ctx: StepContext | None) -> None:
     if ctx is None:
         return
-    for entry in ctx.conversation:
+    for row in _conversation(ctx):
         session.add(
-            AgentConversation(
-                run_id=ctx.run_id,
-                step=ctx.step,
-                agent=ctx.agent,
-                entity_type=ctx.entity_type,
-                entity_id=ctx.entity_id,
-                role=entry.role,
-                content=scrub(entry.content),
-                provider=entry.provider,
-                model=entry.model,
-                tokens_in=entry.tokens_in,
-                tokens_out=entry.tokens_out,
-            )
-        )
+            AgentConversation(run_id=ctx.run_id, step=ctx.step, agent=ctx.agent, entity_type=ctx.entity_type,
+                              entity_id=ctx.entity_id, **row)
+        )  # fmt: skip
+
+
+def _usage(ctx: StepContext | None) -> postgres.Usage:
+    if ctx is None:
+        return postgres.Usage()
+    return postgres.Usage(ctx.tokens_in, ctx.tokens_out, ctx.cost_usd, ctx.provider, ctx.model)
 
 
 @_safe
@@ -170,6 +175,17 @@ def stamp_enqueued_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """Every published message carries its send time, so queue wait can be measured."""
     if headers is not None:
         headers.setdefault(ENQUEUED_HEADER, time.time())
+
+
+def _previous_step(step_name: str) -> str | None:
+    from switchboard.replay import STEP_ORDER
+
+    index = STEP_ORDER.index(step_name) if step_name in STEP_ORDER else 0
+    return STEP_ORDER[index - 1] if index > 0 else None
+
+
+def _on_postgres() -> bool:
+    return get_engine().dialect.name == "postgresql"
 
 
 @_safe
@@ -183,31 +199,47 @@ def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kw
     sent = task.request.get(ENQUEUED_HEADER)
     enqueued = dt.datetime.fromtimestamp(float(sent), dt.UTC) if sent else None
     queue = (task.request.delivery_info or {}).get("routing_key")
+    step_input: dict[str, Any] | None = None
+    if args:
+        step_input = redact(args[0]) if isinstance(args[0], dict) else {"raw": scrub(repr(args[0]))[:2000]}
 
-    def write(session: Session) -> None:
+    def started(session: Session) -> Prior | None:
+        return postgres.step_started(
+            session, run_id=run_id, step=step_name, agent=agent, previous=_previous_step(step_name),
+            task_id=task_id, queue=queue, now=now, enqueued=enqueued, wait_ms=_ms_between(enqueued, now),
+            step_input=step_input,
+        )  # fmt: skip
+
+    def write(session: Session) -> Prior | None:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
-            log.warning("step %s of unknown run %s", step_name, run_id)
-            return
+            return None
         step = _step_row(session, run_id, step_name, agent)
-        step.status = "running"
-        step.attempt += 1
-        step.task_id = task_id
-        step.queue = queue
-        step.started_at = now
-        step.enqueued_at = enqueued
-        step.queue_wait_ms = _ms_between(enqueued, now)
-        if step.input is None and args:
-            step.input = redact(args[0]) if isinstance(args[0], dict) else {"raw": scrub(repr(args[0]))[:2000]}
+        prior = Prior(step.status, step.output)
+        if step.status != "done":  # a finished step is handed on as it is (see Prior)
+            step.status = "running"
+            step.attempt += 1
+            step.task_id = task_id
+            step.queue = queue
+            step.started_at = now
+            step.enqueued_at = enqueued
+            step.queue_wait_ms = _ms_between(enqueued, now)
+            if step.input is None:
+                step.input = step_input
         run.status = "running"
         run.agent = agent
         if run.started_at is None:
             run.started_at = now
-            run.queue_wait_ms = step.queue_wait_ms
+            run.queue_wait_ms = _ms_between(enqueued, now)
         _set_insight_status(session, run, "running")
         _close_previous_step(session, run_id, step_name, now)
+        return prior
 
-    _transaction(write)
+    prior = _transaction(started, autocommit=True) if _on_postgres() else _transaction(write)
+    if prior is None:
+        log.warning("step %s of unknown run %s", step_name, run_id)
+    elif task_id:
+        remember_prior(task_id, prior)
 
 
 @_safe
@@ -222,6 +254,18 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     step_name, agent = which
     now = _now()
+    output = result if isinstance(result, dict) else {"result": result}
+    from switchboard.tasks.steps import FINAL_STEP
+
+    final = step_name == FINAL_STEP
+
+    def succeeded(session: Session) -> float | None:
+        _, latency = postgres.step_succeeded(
+            session, run_id=run_id, step=step_name, agent=agent, final=final, now=now, output=output,
+            usage=_usage(ctx), entity_type=ctx.entity_type if ctx else None,
+            entity_id=ctx.entity_id if ctx else None, conversation=_conversation(ctx),
+        )  # fmt: skip
+        return latency
 
     def write(session: Session) -> float | None:
         run = session.get(AgentRun, run_id, with_for_update=True)
@@ -229,15 +273,16 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
             return None
         step = _step_row(session, run_id, step_name, agent)
         _add_usage(step, run, ctx)
+        if step.status != "done" or step.output is None:
+            # a step its own success already recorded (done, with its output) keeps that outcome;
+            # one closed by its successor's start (done, no output) gets it now
+            step.output = output
+            step.finished_at = now
+            step.latency_ms = _ms_between(step.started_at, now)
         step.status = "done"
-        step.finished_at = now
-        step.latency_ms = _ms_between(step.started_at, now)
-        step.output = result if isinstance(result, dict) else {"result": result}
         step.error = None
         _write_conversation(session, ctx)
-        from switchboard.tasks.steps import FINAL_STEP
-
-        if step_name == FINAL_STEP:
+        if final:
             pending = session.scalar(
                 select(func.count())
                 .select_from(Approval)
@@ -250,7 +295,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
             _set_insight_status(session, run, run.status)
         return step.latency_ms
 
-    latency_ms = _transaction(write)
+    latency_ms = _transaction(succeeded, autocommit=True) if _on_postgres() else _transaction(write)
     _export(agent, latency_ms, ctx)
     log.info("run %s step %s done in %.0f ms", run_id, step_name, latency_ms or 0)
 

@@ -10,14 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from sqlalchemy import select
 
 from switchboard.agents import advisor, analyst, watcher
-from switchboard.agents.context import StepContext, open_context
+from switchboard.agents.context import Prior, StepContext, open_context, read_prior, take_prior
 from switchboard.celery_app import app
 from switchboard.contracts import ActionPlan, Analysis, Contract, WatchRequest, WatchResult, parse_contract
-from switchboard.db.models import AgentStep
-from switchboard.db.session import database_unreachable, session_scope
+from switchboard.db.session import database_unreachable
 from switchboard.errors import Permanent, Retryable
 from switchboard.integrations.resilience import Deferred
 from switchboard.settings import get_settings
@@ -76,12 +74,10 @@ def retry_budget(task: Task[Any, Any]) -> int:
     return int(task.max_retries or 0) + int(task.request.get(DEFERRALS_HEADER) or 0)
 
 
-def _completed_output(run_id: str, step: str) -> dict[str, Any] | None:
-    # A redelivered message for a step that already finished returns the stored output
-    # instead of calling the model (and paying) again.
-    with session_scope() as session:
-        row = session.scalars(select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step)).first()
-        return dict(row.output) if row is not None and row.status == "done" and row.output else None
+def _prior(task_id: str, run_id: str, step: str) -> Prior:
+    """The step's state before this attempt: as the start hook found it, or (when the hook
+    could not record the start) read here."""
+    return take_prior(task_id) or read_prior(run_id, step)
 
 
 def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody], Task[Any, Any]]:
@@ -101,10 +97,14 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
         )  # fmt: skip
         def run_step(self: Task[Any, Any], payload: Any, *, run_id: str) -> dict[str, Any]:
             try:
-                done = _completed_output(run_id, step)
-                if done is not None:
-                    return done
-                ctx = open_context(StepContext(run_id=run_id, step=step, agent=agent, task_id=str(self.request.id)))
+                prior = _prior(str(self.request.id), run_id, step)
+                if prior.status == "done" and prior.output:
+                    # A redelivered message of a finished step hands the stored output on
+                    # instead of calling the model (and paying) again.
+                    return dict(prior.output)
+                ctx = open_context(
+                    StepContext(run_id=run_id, step=step, agent=agent, task_id=str(self.request.id), prior=prior)
+                )
                 return body(ctx, payload).model_dump(mode="json")
             except Permanent:
                 raise
