@@ -19,14 +19,22 @@ SECRET_SHAPES = re.compile(
 REDACTED = "[redacted]"
 
 
+_secrets_of: tuple[object, list[str]] | None = None  # (the settings object, its secret values)
+
+
 def _configured_secrets() -> list[str]:
+    global _secrets_of
     settings = get_settings()
+    if _secrets_of is not None and _secrets_of[0] is settings:  # scrub runs per string: look them up once
+        return _secrets_of[1]
     values: list[str] = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         items = value if isinstance(value, list) else [value]
         values += [item.get_secret_value() for item in items if isinstance(item, SecretStr)]
-    return [value for value in values if len(value) >= 4]
+    secrets = [value for value in values if len(value) >= 4]
+    _secrets_of = (settings, secrets)
+    return secrets
 
 
 def scrub(text: str) -> str:

@@ -37,11 +37,11 @@ SYSTEM = (
 def _entity_context(watched: WatchResult, settings: Settings, now: dt.datetime) -> dict[str, Any]:
     alert = watched.alert
     key = f"{alert.entity.source}:{alert.entity.type}:{alert.entity.id}"
-    with session_scope() as session:
+    with session_scope(autocommit=True) as session:  # reads and one upsert: no transaction needed
         cached = cached_context(session, "entity", key, now=now)
         if cached is None:
             cached = get_record({"source": alert.entity.source, "object_type": alert.entity.type,
-                                 "object_id": alert.entity.id})  # fmt: skip
+                                 "object_id": alert.entity.id}, session)  # fmt: skip
             store_context(session, "entity", key, cached, now=now, ttl_s=settings.context_cache_ttl_s)
         knowledge = search_knowledge(session, f"{alert.kind.replace('_', ' ')} {alert.title}", k=4)
         history = recent_conversation(session, alert.entity.type, alert.entity.id, limit=6)

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from switchboard.db.models import AgentContext, AgentConversation, KnowledgeChunk
+from switchboard.db.session import dialect_insert
 from switchboard.errors import ConfigurationError
 
 EMBEDDING_DIM = 256  # must match the pgvector column created by migration 0001
@@ -248,24 +249,28 @@ def recent_conversation(
 
 def cached_context(session: Session, scope: str, key: str, *, now: dt.datetime) -> dict[str, Any] | None:
     """A cached context value, or None when absent or expired."""
-    row = session.scalars(select(AgentContext).where(AgentContext.scope == scope, AgentContext.key == key)).first()
+    row = session.execute(
+        select(AgentContext.value, AgentContext.expires_at).where(AgentContext.scope == scope, AgentContext.key == key)
+    ).first()
     if row is None or row.value is None:
         return None
     if row.expires_at is not None:
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
         if expires <= now:
             return None
-    return row.value
+    return dict(row.value)
 
 
 def store_context(
     session: Session, scope: str, key: str, value: dict[str, Any], *, now: dt.datetime, ttl_s: float
 ) -> None:
     """Cache ``value`` under (scope, key) until now + ttl_s."""
-    row = session.scalars(select(AgentContext).where(AgentContext.scope == scope, AgentContext.key == key)).first()
     expires = now + dt.timedelta(seconds=ttl_s)
-    if row is None:
-        session.add(AgentContext(scope=scope, key=key, value=value, expires_at=expires))
-    else:
-        row.value = value
-        row.expires_at = expires
+    statement = dialect_insert(session)(AgentContext).values(scope=scope, key=key, value=value, expires_at=expires)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["scope", "key"],
+            set_={"value": statement.excluded.value, "expires_at": statement.excluded.expires_at,
+                  "updated_at": func.now()},
+        )
+    )  # fmt: skip

@@ -68,16 +68,17 @@ def _call_tool(
     ctx: StepContext, tools: dict[str, Tool], call_id: str, name: str, arguments: dict[str, Any]
 ) -> ToolResult:
     tool = tools.get(name)
-    row_id = toolcalls.start(ctx.run_id, ctx.step, ctx.agent, f"llm:{name}", arguments)
     started = time.perf_counter()
     try:
         if tool is None:
             raise KeyError(f"unknown tool {name!r}")
         output = tool.run(arguments)
     except Exception as error:  # the model sees the error and may recover
-        toolcalls.finish(row_id, status="failed", latency_ms=_ms(started), error=error)
+        toolcalls.record(ctx.run_id, ctx.step, ctx.agent, f"llm:{name}", arguments, status="failed",
+                         latency_ms=_ms(started), error=error)  # fmt: skip
         return ToolResult(call_id, name, json.dumps({"error": f"{type(error).__name__}: {error}"}), is_error=True)
-    toolcalls.finish(row_id, status="done", latency_ms=_ms(started), output=output)
+    toolcalls.record(ctx.run_id, ctx.step, ctx.agent, f"llm:{name}", arguments, status="done",
+                     latency_ms=_ms(started), output=output)  # fmt: skip
     return ToolResult(call_id, name, json.dumps(output, default=str))
 
 

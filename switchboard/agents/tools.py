@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from switchboard.agents.llm.base import ToolSpec
 from switchboard.agents.memory import search_knowledge
@@ -23,17 +24,19 @@ MAX_FIND = 20
 _SOURCE = {"type": "string", "enum": ["stripe", "hubspot", "calls"]}
 
 
-def get_record(arguments: dict[str, Any]) -> dict[str, Any]:
+def get_record(arguments: dict[str, Any], session: Session | None = None) -> dict[str, Any]:
     """One stored object by source, type and id."""
-    with session_scope() as session:
-        row = session.scalars(
-            select(SourceRecord).where(
-                SourceRecord.source == str(arguments["source"]),
-                SourceRecord.object_type == str(arguments["object_type"]),
-                SourceRecord.object_id == str(arguments["object_id"]),
-            )
-        ).first()
-        return {"found": False} if row is None else {"found": True, "object": row.data}
+    if session is None:
+        with session_scope(autocommit=True) as own:
+            return get_record(arguments, own)
+    data = session.scalar(
+        select(SourceRecord.data).where(
+            SourceRecord.source == str(arguments["source"]),
+            SourceRecord.object_type == str(arguments["object_type"]),
+            SourceRecord.object_id == str(arguments["object_id"]),
+        )
+    )
+    return {"found": False} if data is None else {"found": True, "object": data}
 
 
 def find_records(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -101,26 +101,25 @@ def scan(sources: Iterable[str], now: dt.datetime, settings: Settings) -> list[t
         return [(*raise_insight(session, alert, now, settings), alert.severity) for alert in alerts]
 
 
-def _open_alerts(source: str, exclude: int | None) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        rows = session.scalars(
-            select(ProactiveInsight)
-            .where(ProactiveInsight.source == source, ProactiveInsight.status.in_(OPEN_INSIGHT_STATUSES))
-            .order_by(ProactiveInsight.created_at)
-            .limit(50)
-        ).all()
-        return [{"severity": r.severity, "kind": r.kind, "title": r.title} for r in rows if r.id != exclude]
+def _open_alerts(session: Session, source: str, exclude: int | None) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(ProactiveInsight.id, ProactiveInsight.severity, ProactiveInsight.kind, ProactiveInsight.title)
+        .where(ProactiveInsight.source == source, ProactiveInsight.status.in_(OPEN_INSIGHT_STATUSES))
+        .order_by(ProactiveInsight.created_at)
+        .limit(50)
+    ).all()
+    return [{"severity": r.severity, "kind": r.kind, "title": r.title} for r in rows if r.id != exclude]
 
 
 def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.datetime) -> WatchResult:
     """Re-check the alert against current data, then have the model summarise and rank it."""
     alert = request.alert
     ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
-    with session_scope() as session:
+    with session_scope(autocommit=True) as session:  # reads only
         facts = load_facts(session, sources=[alert.source], now=now)
-        current = run_detectors(facts, now, sources=[alert.source], disabled=settings.disabled_detectors)
+        others = _open_alerts(session, alert.source, request.insight_id)
+    current = run_detectors(facts, now, sources=[alert.source], disabled=settings.disabled_detectors)
     refreshed = next((fresh for fresh in current if fresh.dedupe_key == alert.dedupe_key), alert)
-    others = _open_alerts(alert.source, request.insight_id)
     llm_request = LLMRequest(
         purpose="watcher.summarise",
         system=SYSTEM,

@@ -1,5 +1,9 @@
-"""The tool-call log: one agent_decisions row per external or LLM tool call, written as it
-happens (pending → retrying → done | failed) in its own transaction, inputs redacted."""
+"""The tool-call log: one agent_decisions row per external or LLM tool call, inputs redacted.
+
+A call to an external API is written as it happens (pending → retrying → done | failed), each
+change in its own transaction, so a worker that dies mid-call leaves a row saying the outcome
+is unknown. A model's tool reading our own database has no such outcome: its row is written
+once, finished."""
 
 from __future__ import annotations
 
@@ -41,6 +45,32 @@ def start(
         session.add(row)
         session.flush()
         return row.id
+
+
+def record(
+    run_id: str | None,
+    step: str | None,
+    agent: str | None,
+    tool: str,
+    arguments: dict[str, Any],
+    *,
+    status: str,
+    latency_ms: float,
+    output: Any = None,
+    error: BaseException | None = None,
+) -> None:
+    """Insert the finished row of a call that has no effect outside our database (a model's
+    tool reading stored records): nothing can be left half-done, so no pending row first."""
+    with session_scope(autocommit=True) as session:
+        session.add(
+            AgentDecision(
+                run_id=run_id, step=step, agent=agent, kind="tool_call", tool=tool, input=redact(arguments),
+                status=status, attempts=1, latency_ms=latency_ms,
+                output=summarise_output(output) if output is not None else None,
+                error_class=type(error).__name__ if error is not None else None,
+                error_message=scrub(str(error))[:4000] if error is not None else None,
+            )
+        )  # fmt: skip
 
 
 def finish(

@@ -17,7 +17,6 @@ import logging
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from switchboard.contracts import (
     Action,
@@ -28,7 +27,7 @@ from switchboard.contracts import (
     OpenStripeDisputeReview,
 )
 from switchboard.db.models import ActionExecution
-from switchboard.db.session import session_scope
+from switchboard.db.session import dialect_insert, session_scope
 from switchboard.integrations.resilience import CallContext, Deferred
 from switchboard.settings import get_settings
 
@@ -91,29 +90,23 @@ def execute(run_id: str, action: Action, context: CallContext | None = None) -> 
     context = context or CallContext(run_id=run_id)
     lease_s = float(get_settings().task_time_limit_s)
     now = dt.datetime.now(dt.UTC)
-    with session_scope() as session:
-        existing = session.scalars(
-            select(ActionExecution).where(ActionExecution.idempotency_key == key).with_for_update()
+    with session_scope(autocommit=True) as session:  # the usual case, in one statement: a new claim
+        claim = dialect_insert(session)(ActionExecution).values(
+            idempotency_key=key, run_id=run_id, action_type=action.type, status="executing", executed_at=now
+        )
+        claimed = session.execute(
+            claim.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ActionExecution.id)
         ).first()
-        if existing is not None and existing.status == "done":
-            return False, dict(existing.result or {})
-        if existing is None:
-            try:
-                with session.begin_nested():
-                    session.add(
-                        ActionExecution(
-                            idempotency_key=key,
-                            run_id=run_id,
-                            action_type=action.type,
-                            status="executing",
-                            executed_at=now,
-                        )
-                    )
-            except IntegrityError:  # another delivery claimed it a moment ago and is performing it
-                raise ActionInProgress(
-                    f"action {key} was just claimed by another delivery", retry_after_s=1.0
-                ) from None
-        else:
+    existing = None
+    if claimed is None:  # claimed before: look at the claim under a lock
+        with session_scope() as session:
+            existing = session.scalars(
+                select(ActionExecution).where(ActionExecution.idempotency_key == key).with_for_update()
+            ).first()
+            if existing is None:  # released by a deletion between the two statements: try again
+                raise ActionInProgress(f"action {key} changed hands while being claimed", retry_after_s=1.0)
+            if existing.status == "done":
+                return False, dict(existing.result or {})
             # Claimed and not done. Within the lease the claimer may still be performing it: two
             # deliveries must never perform one action at once (both would find nothing and both
             # create it). Past the lease the claimer is dead (no task outlives its time limit):
@@ -143,9 +136,9 @@ def execute(run_id: str, action: Action, context: CallContext | None = None) -> 
                 .values(status="released")
             )
         raise
-    with session_scope() as session:
-        row = session.scalars(select(ActionExecution).where(ActionExecution.idempotency_key == key)).one()
-        row.status = "done"
-        row.result = result
+    with session_scope(autocommit=True) as session:
+        session.execute(
+            update(ActionExecution).where(ActionExecution.idempotency_key == key).values(status="done", result=result)
+        )
     log.info("action %s executed for run %s", key, run_id)
     return True, result
