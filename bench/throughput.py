@@ -1,15 +1,18 @@
 """Agent steps/s for full runs against bare Celery no-op tasks/s, same broker, same invocation.
 
 Both phases use the production settings (acks_late, prefetch 1, JSON, task events, Redis
-result backend) and the same worker command line (`switchboard worker --queues default
---concurrency N`) on a fresh Postgres database and the bench Redis:
+result backend) and the same worker command line (`switchboard worker --concurrency N`) on a
+fresh Postgres database and the bench Redis:
 
-  bare:   N no-op tasks (`switchboard.probe`) published as fast as one producer can
+  bare:   N no-op tasks (`switchboard.probe`)
   agent:  full runs (watcher → analyst → advisor, `offline` provider, no artificial latency)
           dispatched by `dispatch_insight`, each step with its hooks writing agent_runs,
           agent_steps, conversations and decisions to Postgres
 
-Throughput = completed tasks (steps) / seconds from the first publish to the last result.
+Each phase first fills the `default` queue while its worker consumes only the (empty) `low`
+queue, then tells the worker to consume `default` too (`add_consumer`), so both measure what
+the workers do — not the bench process publishing or dispatching on the same two cores.
+Throughput = completed tasks (steps) / seconds from the `add_consumer` to the last result.
 
 Usage: .venv/bin/python bench/throughput.py [--runs 500] [--tasks 3000] [--concurrency 2]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -48,11 +52,24 @@ def _wait_worker_ready(log: Path, timeout_s: float = 60.0) -> None:
     raise SystemExit(f"worker not ready after {timeout_s:.0f} s; see {log}")
 
 
-def _worker(processes: Processes, name: str, env: dict[str, str], concurrency: int) -> None:
+def _worker(processes: Processes, name: str, env: dict[str, str], concurrency: int) -> str:
+    """Start a worker consuming only the empty `low` queue; its node name."""
     log = processes.log_dir / f"{name}.log"
-    args = ["worker", "--queues", "default", "--concurrency", str(concurrency), "--name", f"{name}@%h"]
+    args = ["worker", "--queues", "low", "--concurrency", str(concurrency), "--name", f"{name}@%h"]
     processes.start(name, args, {**env, "SWITCHBOARD_LOG_LEVEL": "INFO", "SWITCHBOARD_LOG_FORMAT": "text"})
     _wait_worker_ready(log)
+    return f"{name}@{socket.gethostname()}"
+
+
+def _start_consuming(node: str, queue: str) -> float:
+    """Have the worker consume ``queue`` (already filled); the time the clock starts."""
+    from switchboard.celery_app import app
+
+    started = time.perf_counter()
+    replies = app.control.add_consumer(queue, destination=[node], reply=True, timeout=10)
+    if not any("ok" in reply.get(node, {}) for reply in replies or []):
+        raise SystemExit(f"worker {node} did not start consuming {queue}: {replies!r}")
+    return started
 
 
 def measure_bare(tmp: Path, tasks: int, concurrency: int) -> float:
@@ -63,12 +80,13 @@ def measure_bare(tmp: Path, tasks: int, concurrency: int) -> float:
     queue = get_settings().queue_name("default")
     client = redis.Redis.from_url(REDIS_URL)
     with scratch_database("tp_bare") as url, Processes(tmp) as processes:
-        _worker(processes, "bare", bench_env(url, tmp / "bare", SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX), concurrency)
+        env = bench_env(url, tmp / "bare", SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX)
+        node = _worker(processes, "bare", env, concurrency)
         ids = [uuid.uuid4().hex for _ in range(tasks)]
-        started = time.perf_counter()
         with app.producer_or_acquire() as producer:
             for task_id in ids:
                 app.send_task("switchboard.probe", task_id=task_id, queue=queue, producer=producer)
+        started = _start_consuming(node, queue)
         keys = [f"celery-task-meta-{task_id}" for task_id in ids]
         while True:
             done = sum(client.exists(*keys[i : i + 500]) for i in range(0, len(keys), 500))
@@ -104,10 +122,10 @@ def measure_agent(tmp: Path, runs: int, concurrency: int) -> float:
         env = bench_env(url, tmp / "agent", SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX)
         for agent in ("WATCHER", "ANALYST", "ADVISOR"):
             env[f"SWITCHBOARD_{agent}_PROVIDER"] = "offline"
-        _worker(processes, "agent", env, concurrency)
-        started = time.perf_counter()
+        node = _worker(processes, "agent", env, concurrency)
         for insight_id in ids:
             dispatch_insight(insight_id, queue=queue)
+        started = _start_consuming(node, queue)
         while True:
             with session_scope() as session:
                 finished = session.scalar(
