@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
-from switchboard.agents.memory import cached_context, recent_conversation, search_knowledge, store_context
-from switchboard.agents.toolloop import ask_for_json
-from switchboard.agents.tools import ANALYST_TOOLS, get_record
+from switchboard.agents.memory import cached_context_or_record, recent_conversation, search_knowledge, store_context
+from switchboard.agents.toolloop import ask_for_json, remember_tool_result
+from switchboard.agents.tools import ANALYST_TOOLS
 from switchboard.contracts import ROOT_CAUSES, Analysis, WatchResult
 from switchboard.db.session import session_scope
 from switchboard.enrichment import linked_entities
@@ -34,15 +34,19 @@ SYSTEM = (
 )
 
 
-def _entity_context(watched: WatchResult, settings: Settings, now: dt.datetime) -> dict[str, Any]:
+def _entity_context(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.datetime) -> dict[str, Any]:
     alert = watched.alert
     key = f"{alert.entity.source}:{alert.entity.type}:{alert.entity.id}"
     with session_scope(autocommit=True) as session:  # reads and one upsert: no transaction needed
-        cached = cached_context(session, "entity", key, now=now)
+        cached, data = cached_context_or_record(
+            session, "entity", key, (alert.entity.source, alert.entity.type, alert.entity.id), now=now
+        )
         if cached is None:
-            cached = get_record({"source": alert.entity.source, "object_type": alert.entity.type,
-                                 "object_id": alert.entity.id}, session)  # fmt: skip
+            cached = {"found": False} if data is None else {"found": True, "object": data}
             store_context(session, "entity", key, cached, now=now, ttl_s=settings.context_cache_ttl_s)
+            # read just now: the model asking for this very record in this step gets it from memory
+            remember_tool_result(ctx, "get_record", {"source": alert.entity.source, "object_type": alert.entity.type,
+                                                     "object_id": alert.entity.id}, cached)  # fmt: skip
         knowledge = search_knowledge(session, f"{alert.kind.replace('_', ' ')} {alert.title}", k=4)
         history = recent_conversation(session, alert.entity.type, alert.entity.id, limit=6)
         return {
@@ -68,7 +72,7 @@ def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.
     """Produce a validated Analysis of the watched alert."""
     alert = watched.alert
     ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
-    context = _entity_context(watched, settings, now)
+    context = _entity_context(ctx, watched, settings, now)
     prompt = (
         f"Alert:\n{alert.model_dump_json(indent=1)}\n\nKnown entity state:\n{json.dumps(context['entity'])[:3000]}"
         f"\n\nLinked in other systems:\n{json.dumps(context['links'])[:3000]}"

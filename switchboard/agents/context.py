@@ -50,6 +50,7 @@ class StepContext:
     raw_outputs: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     prior: Prior | None = None  # the step's state before this attempt
+    tool_results: dict[str, Any] = field(default_factory=dict)  # what the step's tools read, by call
 
     def record_reply(self, reply: LLMReply) -> None:
         """Add one model turn's usage and text to the step's totals and transcript."""

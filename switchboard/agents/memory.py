@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from switchboard.db.models import AgentContext, AgentConversation, KnowledgeChunk
+from switchboard.db.models import AgentContext, AgentConversation, KnowledgeChunk, SourceRecord
 from switchboard.db.session import dialect_insert
 from switchboard.errors import ConfigurationError
 
@@ -247,18 +247,29 @@ def recent_conversation(
     return list(reversed(rows))
 
 
-def cached_context(session: Session, scope: str, key: str, *, now: dt.datetime) -> dict[str, Any] | None:
-    """A cached context value, or None when absent or expired."""
+def cached_context_or_record(
+    session: Session, scope: str, key: str, record: tuple[str, str, str], *, now: dt.datetime
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the cached context value — None when absent or expired —, the stored record
+    (source, object_type, object_id)'s data — None when not stored), in one query: a miss
+    needs the record, and a second round trip costs more than reading one row for nothing."""
+    source, object_type, object_id = record
+    where = (AgentContext.scope == scope, AgentContext.key == key)
     row = session.execute(
-        select(AgentContext.value, AgentContext.expires_at).where(AgentContext.scope == scope, AgentContext.key == key)
-    ).first()
-    if row is None or row.value is None:
-        return None
-    if row.expires_at is not None:
+        select(
+            select(AgentContext.value).where(*where).scalar_subquery().label("cached"),
+            select(AgentContext.expires_at).where(*where).scalar_subquery().label("expires_at"),
+            select(SourceRecord.data)
+            .where(SourceRecord.source == source, SourceRecord.object_type == object_type,
+                   SourceRecord.object_id == object_id)
+            .scalar_subquery().label("record"),
+        )
+    ).one()  # fmt: skip
+    cached = row.cached
+    if cached is not None and row.expires_at is not None:
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-        if expires <= now:
-            return None
-    return dict(row.value)
+        cached = None if expires <= now else cached
+    return cached, row.record
 
 
 def store_context(

@@ -64,15 +64,28 @@ def converse(
     return reply, request
 
 
+def _tool_key(name: str, arguments: dict[str, Any]) -> str:
+    return f"{name}:{json.dumps(arguments, sort_keys=True, default=str)}"
+
+
+def remember_tool_result(ctx: StepContext, name: str, arguments: dict[str, Any], output: Any) -> None:
+    """What a tool call with these arguments would read now: a call the model makes in this
+    step attempt is answered from it. The tools only read our own database, and one step's
+    view of a record does not need to be fresher than a few milliseconds."""
+    ctx.tool_results[_tool_key(name, arguments)] = output
+
+
 def _call_tool(
     ctx: StepContext, tools: dict[str, Tool], call_id: str, name: str, arguments: dict[str, Any]
 ) -> ToolResult:
     tool = tools.get(name)
     started = time.perf_counter()
+    key = _tool_key(name, arguments)
     try:
         if tool is None:
             raise KeyError(f"unknown tool {name!r}")
-        output = tool.run(arguments)
+        output = ctx.tool_results[key] if key in ctx.tool_results else tool.run(arguments)
+        ctx.tool_results[key] = output
     except Exception as error:  # the model sees the error and may recover
         toolcalls.record(ctx.run_id, ctx.step, ctx.agent, f"llm:{name}", arguments, status="failed",
                          latency_ms=_ms(started), error=error)  # fmt: skip

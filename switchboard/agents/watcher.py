@@ -33,12 +33,15 @@ SYSTEM = (
 
 def load_facts(session: Session, *, sources: Iterable[str], now: dt.datetime) -> Facts:
     """Stored records the detectors of `sources` read, within their lookback window."""
-    rows = session.scalars(
-        select(SourceRecord).where(
+    rows = session.execute(
+        select(
+            SourceRecord.source, SourceRecord.object_type, SourceRecord.object_id, SourceRecord.occurred_at,
+            SourceRecord.data,
+        ).where(
             SourceRecord.source.in_(inputs_for(sources)),
             or_(SourceRecord.occurred_at >= now - LOOKBACK, SourceRecord.object_type.in_(REFERENCE_TYPES)),
         )
-    ).all()
+    ).all()  # fmt: skip
     return Facts(
         Record(
             source=row.source,

@@ -156,6 +156,14 @@ class ProactiveInsight(TimestampMixin, Base):
             postgresql_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
             sqlite_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
         ),
+        # The Watcher ranks its alert among the open ones of its source, oldest first.
+        Index(
+            "ix_proactive_insights_open_source_created_at",
+            "source",
+            "created_at",
+            postgresql_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
+            sqlite_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

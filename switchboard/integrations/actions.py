@@ -38,12 +38,24 @@ class ActionInProgress(Deferred):
     """Another delivery of the same step holds the action's claim: wait for it, do not act too."""
 
 
+def _effect_is_local(action: Action) -> bool:
+    """Whether the effect is only Switchboard's own record of the action (see `_perform`)."""
+    settings = get_settings()
+    match action:
+        case CreateHubSpotTask():
+            return settings.hubspot_access_token is None
+        case OpenStripeDisputeReview():
+            return settings.stripe_api_key is None
+        case _:
+            return True
+
+
 def _perform(action: Action, context: CallContext, *, may_exist: bool) -> dict[str, Any]:
     """The effect itself. Where no external destination is configured (no HubSpot token, say),
     the effect is Switchboard's own durable record of the action (shown in runs and the dashboard)."""
     settings = get_settings()
     match action:
-        case CreateHubSpotTask() if settings.hubspot_access_token is not None:
+        case CreateHubSpotTask() if not _effect_is_local(action):
             from switchboard.integrations.hubspot import HubSpotClient
 
             due = dt.datetime.now(dt.UTC) + dt.timedelta(days=action.due_in_days)
@@ -66,7 +78,7 @@ def _perform(action: Action, context: CallContext, *, may_exist: bool) -> dict[s
                     "subject": action.subject, "body": action.body}}  # fmt: skip
         case FlagFinanceReview():
             return {"destination": "switchboard", "queue": "finance_review", "summary": action.summary}
-        case OpenStripeDisputeReview() if settings.stripe_api_key is not None:
+        case OpenStripeDisputeReview() if not _effect_is_local(action):
             from switchboard.integrations.stripe_client import StripeAPI
 
             client = StripeAPI(settings, context)
@@ -90,6 +102,21 @@ def execute(run_id: str, action: Action, context: CallContext | None = None) -> 
     context = context or CallContext(run_id=run_id)
     lease_s = float(get_settings().task_time_limit_s)
     now = dt.datetime.now(dt.UTC)
+    if _effect_is_local(action):
+        # The effect is the ledger row itself: nothing to claim first, one statement records it.
+        result = _perform(action, context, may_exist=False)
+        with session_scope(autocommit=True) as session:
+            record = dialect_insert(session)(ActionExecution).values(
+                idempotency_key=key, run_id=run_id, action_type=action.type, status="done", executed_at=now,
+                result=result,
+            )  # fmt: skip
+            recorded = session.execute(
+                record.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ActionExecution.id)
+            ).first()
+        if recorded is not None:
+            log.info("action %s recorded for run %s", key, run_id)
+            return True, result
+        # recorded (or claimed) before: as for any action below
     with session_scope(autocommit=True) as session:  # the usual case, in one statement: a new claim
         claim = dialect_insert(session)(ActionExecution).values(
             idempotency_key=key, run_id=run_id, action_type=action.type, status="executing", executed_at=now
