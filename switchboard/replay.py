@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from celery import chain
 from sqlalchemy import select
 
 from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
@@ -96,13 +95,7 @@ def replay(run_id: str, *, by: str = "cli") -> str:
 
 def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
     """Publish the rest of a run's chain, starting at ``step_name`` with ``payload`` as its input."""
-    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+    from switchboard.tasks.runs import build_chain_from
 
-    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
-    options: dict[str, Any] = {"queue": queue}
-    if priority is not None and get_settings().queue_priorities:
-        options["priority"] = priority
-    remaining = STEP_ORDER[STEP_ORDER.index(step_name) :]
-    signatures = [tasks[remaining[0]].s(payload, run_id=run_id).set(**options)]
-    signatures += [tasks[name].s(run_id=run_id).set(**options) for name in remaining[1:]]
-    chain(*signatures).apply_async()
+    use_priority = priority if priority is not None and get_settings().queue_priorities else None
+    build_chain_from(run_id, step_name, payload, queue, use_priority).apply_async()

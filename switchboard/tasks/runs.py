@@ -30,18 +30,37 @@ class PreparedRun:
     priority: int
 
 
-def build_run_chain(run_id: str, request: WatchRequest, queue: str, priority: int | None) -> Signature:
-    """The run's canvas: each step on ``queue`` (with ``priority`` unless None), the run id on every step."""
+# The contract each step takes, named in Flower and the worker log instead of its payload.
+_INPUT_CONTRACT = {"watcher": "WatchRequest", "analyst": "WatchResult", "advisor": "Analysis"}
+
+
+def build_chain_from(
+    run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None
+) -> Signature:
+    """The rest of a run's canvas from ``step_name`` (its input ``payload``): each step on
+    ``queue`` (with ``priority`` unless None), the run id on every step."""
+    from switchboard.replay import STEP_ORDER
     from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
 
+    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
     options: dict[str, Any] = {"queue": queue}
     if priority is not None:
         options["priority"] = priority
-    return chain(
-        watcher_step.s(request.model_dump(mode="json"), run_id=run_id).set(**options),
-        analyst_step.s(run_id=run_id).set(**options),
-        advisor_step.s(run_id=run_id).set(**options),
-    )
+    remaining = STEP_ORDER[STEP_ORDER.index(step_name) :]
+    signatures = []
+    for index, name in enumerate(remaining):
+        # argsrepr: what Flower and the worker log show as the step's arguments. Celery would
+        # otherwise render the payload itself (up to 1 KiB, walked on every publish); the
+        # payload is in agent_steps.input, on the dashboard.
+        step_options = {**options, "argsrepr": f"(<{_INPUT_CONTRACT[name]} of run {run_id}>,)"}
+        args = (payload,) if index == 0 else ()
+        signatures.append(tasks[name].s(*args, run_id=run_id).set(**step_options))
+    return chain(*signatures)
+
+
+def build_run_chain(run_id: str, request: WatchRequest, queue: str, priority: int | None) -> Signature:
+    """The run's canvas: watcher → analyst → advisor (see `build_chain_from`)."""
+    return build_chain_from(run_id, "watcher", request.model_dump(mode="json"), queue, priority)
 
 
 def prepare_run(

@@ -25,6 +25,7 @@ STEP_TASKS: dict[str, tuple[str, str]] = {}
 FINAL_STEP = "advisor"
 
 BACKOFF_BASE_S = 2.0
+RESULT_REPR_CHARS = 200
 _ALLOWED_OPTIONS = {"max_retries", "time_limit", "soft_time_limit"}
 
 StepBody = Callable[[StepContext, Any], Contract]
@@ -91,9 +92,11 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
         # ignore_result: a step's outcome lives in Postgres (agent_steps.output, written by the
         # hooks) and the chain hands it to the next step in the message; a second copy in the
         # Redis result backend would cost a round trip per step and fail the step when Redis blinks.
+        # resultrepr_maxsize: the start of the output is enough in Flower's task-succeeded event
+        # (Celery renders it on every success; the whole output is on the dashboard).
         @app.task(
             name=name, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
-            **{"max_retries": 5, **options},
+            resultrepr_maxsize=RESULT_REPR_CHARS, **{"max_retries": 5, **options},
         )  # fmt: skip
         def run_step(self: Task[Any, Any], payload: Any, *, run_id: str) -> dict[str, Any]:
             try:
