@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from switchboard.db.models import AgentDecision
 from switchboard.db.session import session_scope
@@ -62,8 +62,8 @@ def record(
     """Insert the finished row of a call that has no effect outside our database (a model's
     tool reading stored records): nothing can be left half-done, so no pending row first."""
     with session_scope(autocommit=True) as session:
-        session.add(
-            AgentDecision(
+        session.execute(
+            insert(AgentDecision).values(
                 run_id=run_id, step=step, agent=agent, kind="tool_call", tool=tool, input=redact(arguments),
                 status=status, attempts=1, latency_ms=latency_ms,
                 output=summarise_output(output) if output is not None else None,

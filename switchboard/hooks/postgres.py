@@ -62,7 +62,7 @@ class Prepared:
         self.execute_sql = f"EXECUTE {name}({', '.join(f'%({n})s' for n in names)})"
         typed = _PARAM.sub(lambda m: f"CAST(:{m.group(1)} AS {types[m.group(1)]})", sql)
         self.text: TextClause = text(typed).bindparams(
-            *(bindparam(n, type_=JSONB) for n in names if n in self.json_params)
+            *(bindparam(n, type_=JSONB(none_as_null=True)) for n in names if n in self.json_params)
         )
 
     def execute(self, session: Session, params: dict[str, Any]) -> Any:
@@ -75,7 +75,10 @@ class Prepared:
                 if self.name not in prepared:
                     connection.exec_driver_sql(self.prepare_sql)
                     prepared.add(self.name)
-                values = {n: json.dumps(params[n]) if n in self.json_params else params[n] for n in self.names}
+                values = {
+                    n: json.dumps(params[n]) if n in self.json_params and params[n] is not None else params[n]
+                    for n in self.names
+                }
                 return connection.exec_driver_sql(self.execute_sql, values).one()
             except DBAPIError as error:
                 if getattr(error.orig, "pgcode", None) not in _NOT_PREPARED:
