@@ -26,6 +26,7 @@ from switchboard.db.session import get_engine, session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.backfill import create_job, detect_gaps, get_job
 from tests.fakes.stripe import FakeStripe
+from tests.support.env import worker_env
 
 TOTAL, MISSING = 10_000, 737
 API_KEY = "sk_test_" + uuid.uuid4().hex
@@ -159,12 +160,11 @@ def test_a_worker_killed_mid_backfill_resumes_from_its_cursor_without_duplicates
     missing = set(random.Random(11).sample(all_ids, MISSING))
     _store_all_but(fake_stripe, missing)
     prefix = f"b{uuid.uuid4().hex[:6]}."
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(
-        SWITCHBOARD_DATABASE_URL=database_url,
-        SWITCHBOARD_BROKER_URL=redis_url,
-        SWITCHBOARD_QUEUE_PREFIX=prefix,
-        SWITCHBOARD_DATA_DIR=str(tmp_path),
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path,
+        prefix=prefix,
         SWITCHBOARD_STRIPE_API_KEY=API_KEY,
         SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url,
         # 10 pages a second: the 100 pages take about 10 s, so the kill lands mid-backfill;
@@ -293,11 +293,9 @@ def test_backfill_cli_shows_progress_and_rejects_bad_input(
 ) -> None:
     missing = set(random.Random(5).sample(sorted(fake_stripe.objects["events"]), 300))
     _store_all_but(fake_stripe, missing)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_BROKER_URL=redis_url,
-               SWITCHBOARD_DATA_DIR=str(tmp_path), SWITCHBOARD_STRIPE_API_KEY=API_KEY,
-               SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url, SWITCHBOARD_STRIPE_RATE_PER_S="1000",
-               SWITCHBOARD_QUEUE_PREFIX=f"c{uuid.uuid4().hex[:6]}.", SWITCHBOARD_LOG_FORMAT="text")  # fmt: skip
+    env = worker_env(database_url, redis_url, tmp_path, SWITCHBOARD_STRIPE_API_KEY=API_KEY,
+                     SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url, SWITCHBOARD_STRIPE_RATE_PER_S="1000",
+                     SWITCHBOARD_LOG_FORMAT="text")  # fmt: skip
     unknown = _cli(env, "--source", "salesforce", "--since", "2026-11-01")
     assert unknown.returncode == 2 and "unknown source 'salesforce'" in unknown.stderr
     bad_date = _cli(env, "--source", "stripe", "--since", "yesterday-ish")

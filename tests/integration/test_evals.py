@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -20,15 +19,12 @@ from switchboard.db.session import session_scope
 from switchboard.evals.scenarios import load_scenarios
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
+from tests.support.env import worker_env
 from tests.support.services import DatabaseFactory
 
 
 def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_BROKER_URL=redis_url,
-               SWITCHBOARD_QUEUE_PREFIX=f"ev{uuid.uuid4().hex[:6]}.", SWITCHBOARD_DATA_DIR=str(tmp_path),
-               **extra)  # fmt: skip
-    return env
+    return worker_env(database_url, redis_url, tmp_path, **extra)
 
 
 def _eval(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

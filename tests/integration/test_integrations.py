@@ -30,6 +30,7 @@ from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
 from tests.fakes.http import Fault, max_in_window
 from tests.fakes.hubspot import FakeHubSpot
+from tests.support.env import worker_env
 from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
 
 TOKEN = "pat-na1-" + str(uuid.uuid4())
@@ -197,11 +198,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _worker_env(fake: FakeHubSpot, database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SECRETS, SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_BROKER_URL=redis_url,
-               SWITCHBOARD_QUEUE_PREFIX=f"i{uuid.uuid4().hex[:6]}.", SWITCHBOARD_DATA_DIR=str(tmp_path),
-               SWITCHBOARD_HUBSPOT_API_BASE=fake.url, **extra)  # fmt: skip
-    return env
+    return worker_env(database_url, redis_url, tmp_path, **SECRETS, SWITCHBOARD_HUBSPOT_API_BASE=fake.url, **extra)
 
 
 def _send_fetches(env: dict[str, str], ids: list[str]) -> list[object]:

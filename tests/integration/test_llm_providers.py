@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini, Fault
+from tests.support.env import child_env
 from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
 
 ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdef"
@@ -73,8 +73,7 @@ def test_demo_through_the_real_sdks_records_the_fakes_usage(
     anthropic, gemini = fakes
     anthropic.reset()
     gemini.reset()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(_provider_env(anthropic, gemini), SWITCHBOARD_DATA_DIR=str(tmp_path / "state"))
+    env = child_env(**_provider_env(anthropic, gemini), SWITCHBOARD_DATA_DIR=str(tmp_path / "state"))
     demo = subprocess.run(
         [sys.executable, "-m", "switchboard", "demo"], env=env, capture_output=True, text=True, timeout=240
     )

@@ -5,7 +5,6 @@ prometheus_client's own text parser."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from switchboard.tasks.integrations import fetch
 from switchboard.tasks.steps import watcher_step
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
+from tests.support.env import child_env
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
 from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
 
@@ -300,8 +300,7 @@ def test_queue_depth_counts_every_priority_list(redis_url: str) -> None:
 
 
 def _switchboard(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k.startswith("SWITCHBOARD_TEST_")}
-    env.update(
+    env = child_env(
         SWITCHBOARD_DATABASE_URL=get_settings().database_url,
         SWITCHBOARD_BROKER_URL=get_settings().broker_url,
         SWITCHBOARD_QUEUE_PREFIX=get_settings().queue_prefix,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from switchboard.db.queries import recent_runs
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
+from tests.support.env import worker_env
 from tests.support.runs import truncate_run_tables
 
 ALERT = {
@@ -71,9 +71,7 @@ def test_two_orchestrators_dispatch_5000_insights_exactly_once(
     truncate_run_tables(database_url)
     _insert(_insight_rows(5000, dt.datetime.now(dt.UTC)))
     prefix = f"o{uuid.uuid4().hex[:6]}."  # queues nobody consumes: the messages are counted, not run
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_BROKER_URL=redis_url,
-               SWITCHBOARD_QUEUE_PREFIX=prefix, SWITCHBOARD_DATA_DIR=str(tmp_path))  # fmt: skip
+    env = worker_env(database_url, redis_url, tmp_path, prefix=prefix)
     orchestrators = [
         subprocess.Popen([sys.executable, "-c", ORCHESTRATOR_LOOP], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)

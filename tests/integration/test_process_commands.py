@@ -18,6 +18,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from switchboard.tasks.probe import probe
+from tests.support.env import child_env
 
 
 @contextmanager
@@ -37,9 +38,7 @@ def _running(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[s
 
 
 def _env(redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_BROKER_URL=redis_url, SWITCHBOARD_DATABASE_URL=database_url, **extra)
-    return env
+    return child_env(SWITCHBOARD_BROKER_URL=redis_url, SWITCHBOARD_DATABASE_URL=database_url, **extra)
 
 
 def test_worker_consumes_only_the_levels_it_was_given(redis_url: str, database_url: str, tmp_path: Path) -> None:

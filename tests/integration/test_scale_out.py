@@ -9,7 +9,6 @@ SWITCHBOARD_BROKER_URL to that host and runs `switchboard worker --queues defaul
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
 import time
@@ -24,6 +23,7 @@ import pytest
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
 from tests.integration.test_orchestrator import _insert, _insight_rows
+from tests.support.env import child_env
 from tests.support.netns import Namespace, TcpForwarder, namespace, require_netns
 from tests.support.runs import truncate_run_tables, wait_for_runs
 
@@ -65,7 +65,7 @@ def test_workers_on_separate_network_namespaces_share_the_work(
     prefix = f"n{uuid.uuid4().hex[:6]}."  # queues only these workers consume
     settings = get_settings().model_copy(update={"queue_prefix": prefix})
     pg, rd = urlsplit(database_url), urlsplit(redis_url)
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    base_env = child_env()
     forwarders: list[TcpForwarder] = []
     workers: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:

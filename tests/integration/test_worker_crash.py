@@ -19,6 +19,7 @@ from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
+from tests.support.env import worker_env
 from tests.support.runs import truncate_run_tables, wait_for_status
 
 
@@ -38,12 +39,11 @@ def _step_status(run_id: str, step: str) -> str | None:
 def test_run_survives_sigkill_during_analyst_step(database_url: str, redis_url: str, tmp_path: Path) -> None:
     truncate_run_tables(database_url)
     prefix = f"k{uuid.uuid4().hex[:6]}."
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(
-        SWITCHBOARD_DATABASE_URL=database_url,
-        SWITCHBOARD_BROKER_URL=redis_url,
-        SWITCHBOARD_QUEUE_PREFIX=prefix,
-        SWITCHBOARD_DATA_DIR=str(tmp_path),
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path,
+        prefix=prefix,
         # Each offline model call takes 2.5 s, so the kill lands inside the analyst step;
         # a short visibility timeout brings the orphaned message back within seconds.
         SWITCHBOARD_OFFLINE_LATENCY_MS="2500",

@@ -17,6 +17,7 @@ from switchboard.db.models import AgentRun, new_id
 from switchboard.db.session import session_scope
 from switchboard.tasks.probe import probe
 from switchboard.tasks.steps import watcher_step
+from tests.support.env import worker_env
 from tests.support.runs import wait_for_runs
 
 STRIPE_KEY = "sk_test_" + uuid.uuid4().hex
@@ -27,12 +28,11 @@ def test_worker_lines_are_json_with_task_context_and_no_secret(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
     prefix = f"log{uuid.uuid4().hex[:6]}."
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(
-        SWITCHBOARD_BROKER_URL=redis_url,
-        SWITCHBOARD_DATABASE_URL=database_url,
-        SWITCHBOARD_QUEUE_PREFIX=prefix,
-        SWITCHBOARD_DATA_DIR=str(tmp_path),
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path,
+        prefix=prefix,
         SWITCHBOARD_LOG_LEVEL="INFO",
         SWITCHBOARD_STRIPE_API_KEY=STRIPE_KEY,
         SWITCHBOARD_API_KEYS=API_KEY,
