@@ -106,6 +106,8 @@ def open_context(context: StepContext) -> StepContext:
 
 
 def pop_context(task_id: str) -> StepContext | None:
-    """Take the context of a finished attempt (None when the task failed before opening one)."""
+    """Take the context of a finished attempt (None when the task failed before opening one);
+    the attempt's prior state goes too, if the body never took it."""
     with _lock:
+        _priors.pop(task_id, None)
         return _contexts.pop(task_id, None)
