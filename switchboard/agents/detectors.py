@@ -523,18 +523,34 @@ def inputs_for(sources: Iterable[str]) -> list[str]:
     return sorted(needed | wanted)
 
 
+def reads_of(kind: str) -> list[str] | None:
+    """The sources the detector of alert kind `kind` reads (None: no detector raises that kind)."""
+    for detector, (_source, reads) in DETECTORS.items():
+        if detector.__name__ == kind:
+            return sorted(reads)
+    return None
+
+
 def run_detectors(
-    facts: Facts, now: dt.datetime, *, sources: Iterable[str] | None = None, disabled: Iterable[str] = ()
+    facts: Facts,
+    now: dt.datetime,
+    *,
+    sources: Iterable[str] | None = None,
+    disabled: Iterable[str] = (),
+    kinds: Iterable[str] | None = None,
 ) -> list[Alert]:
     """All alerts the detectors of `sources` (default: every source) find, in a stable order;
-    detectors named in `disabled` (SWITCHBOARD_DISABLED_DETECTORS) do not run."""
+    detectors named in `disabled` (SWITCHBOARD_DISABLED_DETECTORS) do not run, nor (when
+    `kinds` is given) those of other alert kinds."""
     wanted = set(sources) if sources is not None else None
+    only = set(kinds) if kinds is not None else None
     off = set(disabled)
     unknown = off - {detector.__name__ for detector in DETECTORS}
     if unknown:
         raise ValueError(f"SWITCHBOARD_DISABLED_DETECTORS names unknown detectors: {sorted(unknown)}")
     alerts: list[Alert] = []
     for detector, (source, _reads) in DETECTORS.items():
-        if (wanted is None or source in wanted) and detector.__name__ not in off:
+        name = detector.__name__
+        if (wanted is None or source in wanted) and (only is None or name in only) and name not in off:
             alerts.extend(detector(facts, now))
     return alerts

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from switchboard.agents.context import StepContext
-from switchboard.agents.detectors import REFERENCE_TYPES, Facts, Record, inputs_for, run_detectors
+from switchboard.agents.detectors import REFERENCE_TYPES, Facts, Record, inputs_for, reads_of, run_detectors
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
@@ -31,14 +31,17 @@ SYSTEM = (
 )
 
 
-def load_facts(session: Session, *, sources: Iterable[str], now: dt.datetime) -> Facts:
-    """Stored records the detectors of `sources` read, within their lookback window."""
+def load_facts(
+    session: Session, *, sources: Iterable[str], now: dt.datetime, inputs: Iterable[str] | None = None
+) -> Facts:
+    """Stored records the detectors of `sources` read (or exactly the sources `inputs`), within
+    their lookback window."""
     rows = session.execute(
         select(
             SourceRecord.source, SourceRecord.object_type, SourceRecord.object_id, SourceRecord.occurred_at,
             SourceRecord.data,
         ).where(
-            SourceRecord.source.in_(inputs_for(sources)),
+            SourceRecord.source.in_(list(inputs) if inputs is not None else inputs_for(sources)),
             or_(SourceRecord.occurred_at >= now - LOOKBACK, SourceRecord.object_type.in_(REFERENCE_TYPES)),
         )
     ).all()  # fmt: skip
@@ -118,10 +121,15 @@ def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.d
     """Re-check the alert against current data, then have the model summarise and rank it."""
     alert = request.alert
     ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
+    # Only the detector that raised the alert can confirm it: run that one, on what it reads.
+    reads = reads_of(alert.kind)
     with session_scope(autocommit=True) as session:  # reads only
-        facts = load_facts(session, sources=[alert.source], now=now)
+        facts = load_facts(session, sources=[alert.source], now=now, inputs=reads)
         others = _open_alerts(session, alert.source, request.insight_id)
-    current = run_detectors(facts, now, sources=[alert.source], disabled=settings.disabled_detectors)
+    current = run_detectors(
+        facts, now, sources=[alert.source], disabled=settings.disabled_detectors,
+        kinds=[alert.kind] if reads is not None else None,
+    )  # fmt: skip
     refreshed = next((fresh for fresh in current if fresh.dedupe_key == alert.dedupe_key), alert)
     llm_request = LLMRequest(
         purpose="watcher.summarise",

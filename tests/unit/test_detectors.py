@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from switchboard.agents import detectors as d
-from switchboard.agents.detectors import Facts, Record, inputs_for, run_detectors
+from switchboard.agents.detectors import Facts, Record, inputs_for, reads_of, run_detectors
 from switchboard.contracts import Alert
 from switchboard.demo.scenarios import EXPECTED, demo_records
 
@@ -158,6 +158,9 @@ def test_deals_and_contacts_without_a_valid_owner() -> None:
         ("hubspot_contact_without_owner", "c_none", "low"),
     ]
     assert alerts[0].title == "Deal 'Small' has unknown owner o_left"
+    # the Watcher's re-check runs only the detector of the alert's kind
+    only = run_detectors(Facts(records), NOW, sources=["hubspot"], kinds=["hubspot_contact_without_owner"])
+    assert [(a.kind, a.entity.id) for a in only] == [("hubspot_contact_without_owner", "c_none")]
 
 
 def closed_won(deal_id: str, days_ago: float, amount: str, contact: str) -> Record:
@@ -198,6 +201,10 @@ def test_closed_won_without_payment_matches_email_and_amount() -> None:
 def test_hubspot_scans_read_stripe_records_too() -> None:
     assert inputs_for(["hubspot"]) == ["hubspot", "stripe"]
     assert inputs_for(["calls"]) == ["calls"]
+    # one detector's re-check reads only what that detector reads
+    assert reads_of("hubspot_closed_won_without_payment") == ["hubspot", "stripe"]
+    assert reads_of("hubspot_deal_without_owner") == ["hubspot"]
+    assert reads_of("no_such_kind") is None
 
 
 # --------------------------------------------------------------------------- Calls
