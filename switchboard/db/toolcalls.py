@@ -119,36 +119,23 @@ def failed_attempts(run_id: str, step: str | None, tool: str, arguments: dict[st
     return count
 
 
-def outcome_unknown(
-    run_id: str, step: str | None, tool: str, arguments: dict[str, Any], *, resolved_by: tuple[str, str] | None = None
-) -> bool:
-    """Whether an earlier attempt of this exact call may have taken effect without our knowing:
-    it never finished (the worker died) or failed without an HTTP 4xx answer (5xx, timeout,
-    connection lost). A 4xx — 429 included — means the API did not perform it.
-
-    `resolved_by` = (lookup tool, marker): a later successful lookup whose input contains the
-    marker settled the question (it found nothing), so it is not asked again."""
+def may_have_taken_effect(run_id: str, step: str | None, tool: str, arguments: dict[str, Any]) -> bool:
+    """Whether an earlier attempt of this exact call (same run, step, tool and input) may have
+    taken effect. Only an HTTP 4xx answer (429 included) says the API did not perform it; an
+    attempt that succeeded did (its attempt failed later, before the effect was recorded done:
+    the object exists and must be found, not made again), and one that never finished (the
+    worker died) or failed otherwise (5xx, timeout, connection lost) may have."""
     wanted = json.loads(json.dumps(redact(arguments), default=str))
-    tools = [tool] + ([resolved_by[0]] if resolved_by else [])
     with session_scope() as session:
         rows = session.execute(
-            select(AgentDecision.tool, AgentDecision.input, AgentDecision.status, AgentDecision.error_message)
-            .where(
+            select(AgentDecision.input, AgentDecision.status, AgentDecision.error_message).where(
                 AgentDecision.run_id == run_id,
                 AgentDecision.step == step,
-                AgentDecision.tool.in_(tools),
+                AgentDecision.tool == tool,
                 AgentDecision.kind == "tool_call",
             )
-            .order_by(AgentDecision.id)
         ).all()
-    unknown = False
-    for row_tool, row_input, status, message in rows:
-        if resolved_by and row_tool == resolved_by[0]:
-            if status == "done" and resolved_by[1] in json.dumps(row_input):
-                unknown = False
-            continue
-        if row_input != wanted:
-            continue
-        if status == "pending" or (status in ("retrying", "failed") and "HTTP 4" not in str(message or "")):
-            unknown = True
-    return unknown
+    return any(
+        row_input == wanted and not (status in ("retrying", "failed") and "HTTP 4" in str(message or ""))
+        for row_input, status, message in rows
+    )

@@ -160,11 +160,10 @@ class HubSpotClient:
         token = key_token(idempotency_key)
         arguments = {"idempotency_key": idempotency_key, "subject": subject}
         if may_exist and self.context.run_id is not None:
-            # Only an attempt whose outcome we never learned can have created it already.
-            may_exist = toolcalls.outcome_unknown(
-                self.context.run_id, self.context.step, "hubspot:tasks.create", arguments,
-                resolved_by=("hubspot:tasks.search", token),
-            )  # fmt: skip
+            # Only an earlier attempt that was not refused with a 4xx can have created it.
+            may_exist = toolcalls.may_have_taken_effect(
+                self.context.run_id, self.context.step, "hubspot:tasks.create", arguments
+            )
         if may_exist:
             existing = list(self.search("tasks", [{"propertyName": "hs_task_body", "operator": "CONTAINS_TOKEN",
                                                     "value": token}], ["hs_task_subject"]))  # fmt: skip

@@ -21,9 +21,12 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from switchboard.contracts import ActionPlan
 from switchboard.db.models import ActionExecution, AgentConversation, AgentDecision, AgentRun, AgentStep
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
+from switchboard.integrations import actions
+from switchboard.integrations.resilience import CallContext, Deferred
 from switchboard.settings import get_settings
 from switchboard.tasks.integrations import fetch
 from switchboard.tasks.runs import dispatch_insight
@@ -273,3 +276,34 @@ def test_rate_budget_shared_by_four_worker_processes(
     busiest = max_in_window(times, 1.0)
     assert busiest <= 11, f"{busiest} requests in one second"
     print(f"rate limit: 60 requests in {elapsed:.1f} s, at most {busiest} in any 1 s window")
+
+
+def test_a_created_task_whose_ledger_entry_was_never_marked_done_is_found_not_created_again(
+    hubspot: FakeHubSpot,
+) -> None:
+    """The state a step leaves when HubSpot created the task and the tool-call row says so, but
+    the ledger's `done` never got written (the database went away in between): the claim stays
+    `executing`. When the claim's lease has run out, the next delivery must find the task."""
+    run_id = _dispatch_ownerless_deal()
+    wait_for_status(run_id, "done", timeout_s=120)
+    assert len(hubspot.objects["tasks"]) == 1
+    lease_s = get_settings().task_time_limit_s
+    with session_scope() as session:
+        plan = session.scalars(select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == "advisor")).one()
+        [planned] = [a for a in ActionPlan.model_validate(plan.output).actions if a.type == "create_hubspot_task"]
+        claim = session.scalars(select(ActionExecution).where(ActionExecution.run_id == run_id)).one()
+        claim.status = "executing"
+        claim.executed_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=lease_s + 1)
+    assert [row.status for row in _tool_rows(run_id, "hubspot:tasks.create")] == ["done"]
+
+    context = CallContext(run_id=run_id, step="advisor", agent="advisor")
+    for _ in range(50):  # as the task would: a call deferred by the shared rate budget is made later
+        try:
+            performed, result = actions.execute(run_id, planned, context)
+            break
+        except Deferred as deferred:
+            time.sleep(deferred.retry_after_s or 0.1)
+    assert performed and result["deduplicated"] is True
+    assert len(hubspot.objects["tasks"]) == 1
+    assert [row.status for row in _tool_rows(run_id, "hubspot:tasks.create")] == ["done"]  # no second create
+    assert [row.status for row in _tool_rows(run_id, "hubspot:tasks.search")] == ["done"]
