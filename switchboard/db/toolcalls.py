@@ -119,23 +119,40 @@ def failed_attempts(run_id: str, step: str | None, tool: str, arguments: dict[st
     return count
 
 
-def may_have_taken_effect(run_id: str, step: str | None, tool: str, arguments: dict[str, Any]) -> bool:
+def may_have_taken_effect(
+    run_id: str,
+    step: str | None,
+    tool: str,
+    arguments: dict[str, Any],
+    *,
+    lookup: tuple[str, str] | None = None,
+) -> bool:
     """Whether an earlier attempt of this exact call (same run, step, tool and input) may have
     taken effect. Only an HTTP 4xx answer (429 included) says the API did not perform it; an
     attempt that succeeded did (its attempt failed later, before the effect was recorded done:
     the object exists and must be found, not made again), and one that never finished (the
-    worker died) or failed otherwise (5xx, timeout, connection lost) may have."""
+    worker died) or failed otherwise (5xx, timeout, connection lost) may have.
+
+    `lookup` = (lookup tool, marker): a later successful lookup whose input contains the marker
+    answers the question as of then — found nothing (its summary counts 0 results): no effect;
+    found something: the effect exists."""
     wanted = json.loads(json.dumps(redact(arguments), default=str))
+    tools = [tool] + ([lookup[0]] if lookup else [])
     with session_scope() as session:
         rows = session.execute(
-            select(AgentDecision.input, AgentDecision.status, AgentDecision.error_message).where(
-                AgentDecision.run_id == run_id,
-                AgentDecision.step == step,
-                AgentDecision.tool == tool,
-                AgentDecision.kind == "tool_call",
-            )
-        ).all()
-    return any(
-        row_input == wanted and not (status in ("retrying", "failed") and "HTTP 4" in str(message or ""))
-        for row_input, status, message in rows
-    )
+            select(AgentDecision.tool, AgentDecision.input, AgentDecision.output, AgentDecision.status,
+                   AgentDecision.error_message)
+            .where(AgentDecision.run_id == run_id, AgentDecision.step == step, AgentDecision.tool.in_(tools),
+                   AgentDecision.kind == "tool_call")
+            .order_by(AgentDecision.id)
+        ).all()  # fmt: skip
+    possible = False
+    for row_tool, row_input, output, status, message in rows:
+        if lookup and row_tool == lookup[0]:
+            if status == "done" and lookup[1] in json.dumps(row_input):
+                found = ((output or {}).get("value") or {}).get("results")
+                possible = found != 0
+            continue
+        if row_input == wanted and not (status in ("retrying", "failed") and "HTTP 4" in str(message or "")):
+            possible = True
+    return possible

@@ -162,8 +162,9 @@ class HubSpotClient:
         if may_exist and self.context.run_id is not None:
             # Only an earlier attempt that was not refused with a 4xx can have created it.
             may_exist = toolcalls.may_have_taken_effect(
-                self.context.run_id, self.context.step, "hubspot:tasks.create", arguments
-            )
+                self.context.run_id, self.context.step, "hubspot:tasks.create", arguments,
+                lookup=("hubspot:tasks.search", token),
+            )  # fmt: skip
         if may_exist:
             existing = list(self.search("tasks", [{"propertyName": "hs_task_body", "operator": "CONTAINS_TOKEN",
                                                     "value": token}], ["hs_task_subject"]))  # fmt: skip
