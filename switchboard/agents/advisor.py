@@ -74,7 +74,11 @@ def _build_plan(ctx: StepContext, analysis: Analysis, answer: dict[str, Any], pr
 def _stored_plan(ctx: StepContext) -> ActionPlan | None:
     """The plan an earlier attempt persisted (the step's output when this attempt started)."""
     output = (ctx.prior or read_prior(ctx.run_id, ctx.step)).output
-    return ActionPlan.model_validate(output) if output and output.get("actions") else None
+    if not output or not output.get("actions"):
+        return None
+    from switchboard.hooks.runs import RAW_OUTPUTS
+
+    return ActionPlan.model_validate({key: value for key, value in output.items() if key != RAW_OUTPUTS})
 
 
 def _persist_plan(plan: ActionPlan, step: str) -> None:

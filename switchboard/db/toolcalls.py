@@ -119,6 +119,24 @@ def failed_attempts(run_id: str, step: str | None, tool: str, arguments: dict[st
     return count
 
 
+def earlier_result(run_id: str, step: str | None, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """What an earlier attempt of this exact call that succeeded returned (its recorded output
+    summary), or None."""
+    wanted = json.loads(json.dumps(redact(arguments), default=str))
+    with session_scope(autocommit=True) as session:
+        rows = session.execute(
+            select(AgentDecision.input, AgentDecision.output)
+            .where(AgentDecision.run_id == run_id, AgentDecision.step == step, AgentDecision.tool == tool,
+                   AgentDecision.kind == "tool_call", AgentDecision.status == "done")
+            .order_by(AgentDecision.id.desc())
+        ).all()  # fmt: skip
+    for row_input, output in rows:
+        value = (output or {}).get("value")
+        if row_input == wanted and isinstance(value, dict):
+            return value
+    return None
+
+
 def may_have_taken_effect(
     run_id: str,
     step: str | None,

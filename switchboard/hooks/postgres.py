@@ -22,6 +22,7 @@ outcome supersedes, so a database crash may lose it but nothing that matters.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
@@ -39,8 +40,14 @@ from switchboard.agents.context import Prior
 log = logging.getLogger("switchboard.hooks")
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
-# invalid_sql_statement_name (not prepared on this server connection), duplicate_prepared_statement
-_NOT_PREPARED = {"26000", "42P05"}
+# invalid_sql_statement_name (not prepared on this server connection), duplicate_prepared_statement,
+# feature_not_supported ("cached plan must not change result type": the schema changed under it)
+_NOT_PREPARED = {"26000", "42P05", "0A000"}
+# Sent in the same round trip before each statement: the run's row is locked by a statement of
+# its own, so the statement after it reads the step, the approvals and everything else as they
+# are once the lock is held (a statement's reads are as of its start, and a data-modifying CTE
+# that waits for a lock does not read again).
+_LOCK_RUN = "SELECT 1 FROM agent_runs WHERE id = {run_id} FOR UPDATE; "
 _prepare = True  # until a pooler shows it cannot keep prepared statements
 
 
@@ -53,14 +60,21 @@ class Prepared:
         names = list(dict.fromkeys(_PARAM.findall(sql)))
         if set(names) != set(types):
             raise ValueError(f"{name}: parameters {sorted(names)} but types for {sorted(types)}")
+        # The name carries the statement's hash: behind a pooler, a server connection another
+        # version of Switchboard prepared on never runs that version's SQL under our name.
+        name = f"{name}_{hashlib.sha256(sql.encode()).hexdigest()[:10]}"
         self.name = name
         self.names = names
         self.json_params = {n for n, kind in types.items() if kind == "jsonb"}
         self.prepare_sql = f"PREPARE {name}({', '.join(types[n] for n in names)}) AS " + _PARAM.sub(
             lambda m: f"${names.index(m.group(1)) + 1}", sql
         )
-        self.execute_sql = f"EXECUTE {name}({', '.join(f'%({n})s' for n in names)})"
-        typed = _PARAM.sub(lambda m: f"CAST(:{m.group(1)} AS {types[m.group(1)]})", sql)
+        self.execute_sql = (
+            _LOCK_RUN.format(run_id="%(run_id)s") + f"EXECUTE {name}({', '.join(f'%({n})s' for n in names)})"
+        )
+        typed = _LOCK_RUN.format(run_id=":run_id") + _PARAM.sub(
+            lambda m: f"CAST(:{m.group(1)} AS {types[m.group(1)]})", sql
+        )
         self.text: TextClause = text(typed).bindparams(
             *(bindparam(n, type_=JSONB(none_as_null=True)) for n in names if n in self.json_params)
         )

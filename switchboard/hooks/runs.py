@@ -27,6 +27,7 @@ from switchboard.redaction import redact, scrub
 log = logging.getLogger("switchboard.hooks")
 
 ENQUEUED_HEADER = "sb_enqueued_at"
+RAW_OUTPUTS = "raw_outputs"  # a failed step's unparseable model answers, kept in its output
 
 
 def _now() -> dt.datetime:
@@ -351,7 +352,10 @@ def on_failure(
         step.latency_ms = _ms_between(step.started_at, now)
         step.error = reason
         if ctx is not None and ctx.raw_outputs:
-            step.output = {"raw_outputs": [scrub(raw)[:8000] for raw in ctx.raw_outputs]}
+            # beside what the step already stored: the Advisor's persisted plan must survive,
+            # or a replay would ask for a second plan and act on both
+            raw = [scrub(text)[:8000] for text in ctx.raw_outputs]
+            step.output = {**(step.output or {}), RAW_OUTPUTS: raw}
         _write_conversation(session, ctx)
         run.status = "failed"
         run.agent = agent

@@ -160,6 +160,11 @@ class HubSpotClient:
         token = key_token(idempotency_key)
         arguments = {"idempotency_key": idempotency_key, "subject": subject}
         if may_exist and self.context.run_id is not None:
+            # An earlier attempt created it and its answer was recorded (the attempt failed after):
+            # that is the task. HubSpot's search may not list a task created seconds ago.
+            made = toolcalls.earlier_result(self.context.run_id, self.context.step, "hubspot:tasks.create", arguments)
+            if made is not None and made.get("id"):
+                return {**made, "deduplicated": True}
             # Only an earlier attempt that was not refused with a 4xx can have created it.
             may_exist = toolcalls.may_have_taken_effect(
                 self.context.run_id, self.context.step, "hubspot:tasks.create", arguments,
