@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from switchboard.agents.context import StepContext, read_prior
+from switchboard.agents.context import RAW_OUTPUTS, StepContext, read_prior
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
@@ -76,8 +76,6 @@ def _stored_plan(ctx: StepContext) -> ActionPlan | None:
     output = (ctx.prior or read_prior(ctx.run_id, ctx.step)).output
     if not output or not output.get("actions"):
         return None
-    from switchboard.hooks.runs import RAW_OUTPUTS
-
     return ActionPlan.model_validate({key: value for key, value in output.items() if key != RAW_OUTPUTS})
 
 

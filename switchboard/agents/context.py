@@ -21,6 +21,9 @@ class ConversationEntry:
     tokens_out: int = 0
 
 
+RAW_OUTPUTS = "raw_outputs"  # a failed step's unparseable model answers, kept in its output
+
+
 @dataclass(frozen=True)
 class Prior:
     """A step's state when an attempt of it starts, as the start hook found it: a finished

@@ -119,44 +119,29 @@ def failed_attempts(run_id: str, step: str | None, tool: str, arguments: dict[st
     return count
 
 
-def earlier_result(run_id: str, step: str | None, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
-    """What an earlier attempt of this exact call that succeeded returned (its recorded output
-    summary), or None."""
-    wanted = json.loads(json.dumps(redact(arguments), default=str))
-    with session_scope(autocommit=True) as session:
-        rows = session.execute(
-            select(AgentDecision.input, AgentDecision.output)
-            .where(AgentDecision.run_id == run_id, AgentDecision.step == step, AgentDecision.tool == tool,
-                   AgentDecision.kind == "tool_call", AgentDecision.status == "done")
-            .order_by(AgentDecision.id.desc())
-        ).all()  # fmt: skip
-    for row_input, output in rows:
-        value = (output or {}).get("value")
-        if row_input == wanted and isinstance(value, dict):
-            return value
-    return None
-
-
-def may_have_taken_effect(
+def earlier_attempts(
     run_id: str,
     step: str | None,
     tool: str,
     arguments: dict[str, Any],
     *,
     lookup: tuple[str, str] | None = None,
-) -> bool:
-    """Whether an earlier attempt of this exact call (same run, step, tool and input) may have
-    taken effect. Only an HTTP 4xx answer (429 included) says the API did not perform it; an
-    attempt that succeeded did (its attempt failed later, before the effect was recorded done:
-    the object exists and must be found, not made again), and one that never finished (the
-    worker died) or failed otherwise (5xx, timeout, connection lost) may have.
+) -> tuple[dict[str, Any] | None, bool]:
+    """What earlier attempts of this exact call (same run, step, tool and input) tell, from one
+    read: (what one that succeeded returned — its recorded output summary —, whether any may
+    have taken effect).
+
+    Only an HTTP 4xx answer (429 included) says the API did not perform it; an attempt that
+    succeeded did (its attempt failed later, before the effect was recorded done: the object
+    exists and must be found, not made again), and one that never finished (the worker died)
+    or failed otherwise (5xx, timeout, connection lost) may have.
 
     `lookup` = (lookup tool, marker): a later successful lookup whose input contains the marker
     answers the question as of then — found nothing (its summary counts 0 results): no effect;
     found something: the effect exists."""
     wanted = json.loads(json.dumps(redact(arguments), default=str))
     tools = [tool] + ([lookup[0]] if lookup else [])
-    with session_scope() as session:
+    with session_scope(autocommit=True) as session:
         rows = session.execute(
             select(AgentDecision.tool, AgentDecision.input, AgentDecision.output, AgentDecision.status,
                    AgentDecision.error_message)
@@ -164,6 +149,7 @@ def may_have_taken_effect(
                    AgentDecision.kind == "tool_call")
             .order_by(AgentDecision.id)
         ).all()  # fmt: skip
+    result: dict[str, Any] | None = None
     possible = False
     for row_tool, row_input, output, status, message in rows:
         if lookup and row_tool == lookup[0]:
@@ -171,6 +157,11 @@ def may_have_taken_effect(
                 found = ((output or {}).get("value") or {}).get("results")
                 possible = found != 0
             continue
-        if row_input == wanted and not (status in ("retrying", "failed") and "HTTP 4" in str(message or "")):
+        if row_input != wanted:
+            continue
+        value = (output or {}).get("value")
+        if status == "done" and isinstance(value, dict):
+            result = value
+        if not (status in ("retrying", "failed") and "HTTP 4" in str(message or "")):
             possible = True
-    return possible
+    return result, possible

@@ -17,7 +17,7 @@ from celery import signals
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from switchboard.agents.context import Prior, StepContext, pop_context, remember_prior
+from switchboard.agents.context import RAW_OUTPUTS, Prior, StepContext, pop_context, remember_prior
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
 from switchboard.db.session import database_unreachable, get_engine, session_scope
 from switchboard.hooks import metrics, postgres
@@ -27,7 +27,6 @@ from switchboard.redaction import redact, scrub
 log = logging.getLogger("switchboard.hooks")
 
 ENQUEUED_HEADER = "sb_enqueued_at"
-RAW_OUTPUTS = "raw_outputs"  # a failed step's unparseable model answers, kept in its output
 
 
 def _now() -> dt.datetime:

@@ -160,16 +160,15 @@ class HubSpotClient:
         token = key_token(idempotency_key)
         arguments = {"idempotency_key": idempotency_key, "subject": subject}
         if may_exist and self.context.run_id is not None:
-            # An earlier attempt created it and its answer was recorded (the attempt failed after):
-            # that is the task. HubSpot's search may not list a task created seconds ago.
-            made = toolcalls.earlier_result(self.context.run_id, self.context.step, "hubspot:tasks.create", arguments)
-            if made is not None and made.get("id"):
-                return {**made, "deduplicated": True}
-            # Only an earlier attempt that was not refused with a 4xx can have created it.
-            may_exist = toolcalls.may_have_taken_effect(
+            made, may_exist = toolcalls.earlier_attempts(
                 self.context.run_id, self.context.step, "hubspot:tasks.create", arguments,
                 lookup=("hubspot:tasks.search", token),
             )  # fmt: skip
+            # An earlier attempt created it and its answer was recorded (the attempt failed after):
+            # that is the task. HubSpot's search may not list a task created seconds ago.
+            if made is not None and made.get("id"):
+                return {**made, "deduplicated": True}
+            # Otherwise only an earlier attempt that was not refused with a 4xx can have created it.
         if may_exist:
             existing = list(self.search("tasks", [{"propertyName": "hs_task_body", "operator": "CONTAINS_TOKEN",
                                                     "value": token}], ["hs_task_subject"]))  # fmt: skip
