@@ -19,18 +19,17 @@ from sqlalchemy import func, insert, select, text
 from switchboard.agents.memory import chunk_text
 from switchboard.agents.rag_prep import call_document
 from switchboard.agents.tools import ANALYST_TOOLS
-from switchboard.api.app import create_app
 from switchboard.celery_app import app
 from switchboard.db.models import AgentConversation, EntityLink, Event, KnowledgeChunk
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import get_engine, session_scope
 from switchboard.enrichment import linked_entities
-from switchboard.settings import get_settings
 from switchboard.tasks.ingest import process_events
 from switchboard.tasks.knowledge import sweep
 from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
 from tests.fakes.gong import FakeGong
+from tests.support.api import api_client
 from tests.support.runs import truncate_run_tables, wait_for_runs
 
 API_KEY = "sbk_" + uuid.uuid4().hex
@@ -43,12 +42,8 @@ def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyP
     truncate_run_tables(database_url)
     with get_engine(database_url).begin() as connection:
         connection.execute(text("TRUNCATE events, entity_links RESTART IDENTITY"))
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", API_KEY)
-    get_settings.cache_clear()
-    with TestClient(create_app()) as test_client:
+    with api_client(monkeypatch, SWITCHBOARD_API_KEYS=API_KEY) as test_client:
         yield test_client
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def _post(client: TestClient, events: list[dict[str, Any]]) -> None:

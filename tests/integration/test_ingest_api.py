@@ -14,11 +14,10 @@ import stripe
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, text
 
-from switchboard.api.app import create_app
 from switchboard.api.webhooks import hubspot_signature
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine, session_scope
-from switchboard.settings import get_settings
+from tests.support.api import api_client
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 WHSEC = "whsec_" + uuid.uuid4().hex
@@ -30,16 +29,12 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     with get_engine(database_url).begin() as connection:
         connection.execute(text("TRUNCATE events RESTART IDENTITY"))
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", f"other-key,{API_KEY}")
-    monkeypatch.setenv("SWITCHBOARD_STRIPE_WEBHOOK_SECRET", WHSEC)
-    monkeypatch.setenv("SWITCHBOARD_HUBSPOT_CLIENT_SECRET", HUBSPOT_SECRET)
-    monkeypatch.setenv("SWITCHBOARD_INGEST_MAX_BATCH_EVENTS", "50")
-    monkeypatch.setenv("SWITCHBOARD_INGEST_MAX_BODY_BYTES", "20000")
-    get_settings.cache_clear()
-    with TestClient(create_app()) as test_client:
+    with api_client(
+        monkeypatch, SWITCHBOARD_API_KEYS=f"other-key,{API_KEY}", SWITCHBOARD_STRIPE_WEBHOOK_SECRET=WHSEC,
+        SWITCHBOARD_HUBSPOT_CLIENT_SECRET=HUBSPOT_SECRET, SWITCHBOARD_INGEST_MAX_BATCH_EVENTS="50",
+        SWITCHBOARD_INGEST_MAX_BODY_BYTES="20000",
+    ) as test_client:  # fmt: skip
         yield test_client
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def _stored() -> list[tuple[str, str, str]]:

@@ -32,6 +32,7 @@ from switchboard.tasks.integrations import fetch
 from switchboard.tasks.steps import watcher_step
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
+from tests.support.api import api_client
 from tests.support.env import child_env
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
 from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
@@ -44,12 +45,8 @@ HUBSPOT_TOKEN = "pat-na1-" + str(uuid.uuid4())
 @pytest.fixture()
 def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     truncate_run_tables(database_url)
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", API_KEY)
-    get_settings.cache_clear()
-    with TestClient(create_app()) as test_client:
+    with api_client(monkeypatch, SWITCHBOARD_API_KEYS=API_KEY) as test_client:
         yield test_client
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def _failed_run() -> str:

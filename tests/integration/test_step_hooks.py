@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,28 @@ NOW = dt.datetime.now(dt.UTC)
 TASKS = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
 
 
+@contextmanager
+def _on_database(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process (hooks included) on a freshly migrated database at ``url``; back after."""
+    migrate.upgrade(url)
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        dispose_engines()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def backend(
     request: pytest.FixtureRequest, pg_database_factory: DatabaseFactory, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:  # fmt: skip
     url = pg_database_factory.create() if request.param == "postgresql" else f"sqlite:///{tmp_path / 'hooks.db'}"
-    migrate.upgrade(url)
-    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield request.param
-    dispose_engines()
-    monkeypatch.undo()
-    get_settings.cache_clear()
+    with _on_database(url, monkeypatch):
+        yield request.param
 
 
 def _new_run() -> str:
@@ -195,16 +205,9 @@ def test_postgres_and_sqlite_paths_write_the_same_rows(
     pg_database_factory: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     states = []
-    try:
-        for url in (pg_database_factory.create(), f"sqlite:///{tmp_path / 'hooks.db'}"):
-            migrate.upgrade(url)
-            monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
-            get_settings.cache_clear()
+    for url in (pg_database_factory.create(), f"sqlite:///{tmp_path / 'hooks.db'}"):
+        with _on_database(url, monkeypatch):
             states.append(_scenarios())
-            dispose_engines()
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
     postgres_state, sqlite_state = states
     assert postgres_state == sqlite_state
 
@@ -214,12 +217,8 @@ def test_statements_are_sent_as_text_once_a_connection_lost_its_prepared_ones(
 ) -> None:
     """What a pooler in transaction mode does: the next transaction runs on a server connection
     that never saw our PREPARE. The hook notices, switches to text, and loses nothing."""
-    url = pg_database_factory.create()
-    migrate.upgrade(url)
-    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
     monkeypatch.setattr(postgres, "_prepare", True)
-    get_settings.cache_clear()
-    try:
+    with _on_database(pg_database_factory.create(), monkeypatch):
         run = _new_run()
         task_id, _ = _start("watcher", run, {"from": "watcher"})
         with session_scope(autocommit=True) as session:  # the pooled connection the hooks use
@@ -234,10 +233,6 @@ def test_statements_are_sent_as_text_once_a_connection_lost_its_prepared_ones(
         state = _state(run)
         assert [s[:2] for s in state["steps"]] == [("watcher", "done"), ("analyst", "done")]
         assert state["run"][2:6] == (200, 40, 1.0, "anthropic+gemini")
-    finally:
-        dispose_engines()
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
 
 def test_the_last_step_settles_the_run_on_approvals_decided_while_it_waited_for_the_run(
@@ -245,11 +240,7 @@ def test_the_last_step_settles_the_run_on_approvals_decided_while_it_waited_for_
 ) -> None:
     """An approval decided while the last step's success waits for the run's lock (the approval
     API holds it): the run must end `done`, not wait for an approval that is no longer pending."""
-    url = pg_database_factory.create()
-    migrate.upgrade(url)
-    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
+    with _on_database(pg_database_factory.create(), monkeypatch):
         run = _new_run()
         with session_scope() as session:
             session.add(Approval(run_id=run, action_key=f"{run}:a", action_type="draft_customer_message",
@@ -266,7 +257,3 @@ def test_the_last_step_settles_the_run_on_approvals_decided_while_it_waited_for_
         holder.close()
         finishing.join(timeout=30)
         assert _state(run)["run"][0] == "done"
-    finally:
-        dispose_engines()
-        monkeypatch.undo()
-        get_settings.cache_clear()
