@@ -177,7 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp, scratch_database("ingest") as url:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        env = bench_env(url, Path(tmp), SWITCHBOARD_API_KEYS=API_KEY, SWITCHBOARD_API_PORT=str(port),
+        env = bench_env(url, Path(tmp), SWITCHBOARD_INGEST_KEYS=API_KEY, SWITCHBOARD_API_PORT=str(port),
                         SWITCHBOARD_INGEST_MAX_BATCH_EVENTS="1000")  # fmt: skip
         with Processes(Path(tmp)) as processes:
             processes.start("api", ["api"], env)

@@ -81,10 +81,12 @@ def beat() -> None:
 
 @cli.command()
 def api() -> None:
-    """Serve the HTTP API with uvicorn."""
-    from switchboard.processes import api_argv
+    """Serve the HTTP API with uvicorn (and print the dashboard's link)."""
+    from switchboard.processes import api_command
 
-    _exec(api_argv(_settings()))
+    argv, env, url = api_command(_settings())
+    typer.echo(f"Dashboard: {url}")
+    _exec(argv, env)
 
 
 @cli.command()

@@ -7,9 +7,11 @@ The CLI wrappers exec these, `standalone` supervises them, and docker-compose ru
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 
+from switchboard.errors import ConfigurationError
 from switchboard.settings import Settings
 
 CELERY_APP = "switchboard.celery_app:app"
@@ -53,14 +55,43 @@ def beat_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
     return _celery("beat", "--schedule", str(schedule), "--loglevel", settings.log_level) + list(extra or [])
 
 
-def api_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
-    """uvicorn serving the API factory on the configured host and port."""
-    return [
+LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
+
+
+def api_command(settings: Settings, extra: list[str] | None = None) -> tuple[list[str], dict[str, str], str]:
+    """uvicorn serving the API factory: its argv, its extra environment, and the dashboard URL
+    to print.
+
+    With no operator key configured the API may bind only to loopback, and gets a random local
+    operator key (`SWITCHBOARD_LOCAL_OPERATOR_KEY`) that the URL carries in its fragment: the
+    operator's browser keeps it, and a page on another origin has nothing to send. Forwarding
+    headers are believed only from SWITCHBOARD_TRUSTED_PROXIES (uvicorn would otherwise trust
+    127.0.0.1, or every peer with FORWARDED_ALLOW_IPS=*).
+    """
+    env: dict[str, str] = {}
+    host = f"[{settings.api_host}]" if ":" in settings.api_host else settings.api_host
+    url = f"http://{host}:{settings.api_port}/dashboard"
+    if not settings.operator_keys:
+        if settings.api_host not in LOOPBACK_BINDS:
+            raise ConfigurationError(
+                f"SWITCHBOARD_API_HOST={settings.api_host} serves the API beyond this machine: "
+                "set SWITCHBOARD_OPERATOR_KEYS first (or bind to 127.0.0.1)"
+            )
+        key = settings.local_operator_key.get_secret_value() if settings.local_operator_key else ""
+        key = key or secrets.token_urlsafe(32)
+        env["SWITCHBOARD_LOCAL_OPERATOR_KEY"] = key
+        url += f"#key={key}"
+    if settings.trusted_proxies:
+        proxies = ["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
+    else:
+        proxies = ["--no-proxy-headers"]
+    argv = [
         sys.executable, "-m", "uvicorn", "switchboard.api.app:create_served_app", "--factory",
         "--host", settings.api_host, "--port", str(settings.api_port),
-        "--log-level", settings.log_level.lower(),
+        "--log-level", settings.log_level.lower(), *proxies,
         *(extra or []),
     ]  # fmt: skip
+    return argv, env, url
 
 
 def flower_command(settings: Settings, extra: list[str] | None = None) -> tuple[list[str], dict[str, str]]:

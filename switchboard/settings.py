@@ -53,7 +53,19 @@ class Settings(BaseSettings):
     # --- HTTP API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Two key scopes (switchboard/api/auth.py): operator keys open the dashboard, runs,
+    # approvals, replay and metrics; ingest keys send events and start backfills.
+    operator_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    ingest_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Set by `switchboard api`/`standalone` for their API process when no operator key is
+    # configured: a random key printed once in the dashboard link (not for people to set).
+    local_operator_key: SecretStr | None = None
+    # Host names the API answers to besides localhost, 127.0.0.1 and [::1] (DNS rebinding).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs); none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The old single key list: refused with a message that says how it was split.
+    api_keys: SecretStr | None = None
 
     # --- integrations ----------------------------------------------------------------------
     stripe_api_key: SecretStr | None = None
@@ -189,19 +201,34 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     dashboard_refresh_s: float = Field(default=5.0, gt=0)  # auto-refresh of the dashboard's lists
 
-    @field_validator("disabled_detectors", "critical_event_types", mode="before")
+    @field_validator(
+        "disabled_detectors",
+        "critical_event_types",
+        "operator_keys",
+        "ingest_keys",
+        "allowed_hosts",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
-    def _split_detectors(cls, value: Any) -> Any:
+    def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("allowed_hosts")
     @classmethod
-    def _split_api_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower() for host in value]
+
+    @model_validator(mode="after")
+    def _refuse_legacy_api_keys(self) -> Settings:
+        if self.api_keys:
+            raise ValueError(
+                "SWITCHBOARD_API_KEYS was split into two scopes: put the dashboard's and operators' keys in "
+                "SWITCHBOARD_OPERATOR_KEYS and event senders' keys in SWITCHBOARD_INGEST_KEYS"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

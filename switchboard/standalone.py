@@ -18,7 +18,7 @@ from types import FrameType
 
 from switchboard.db import migrate
 from switchboard.embedded import start_embedded_redis
-from switchboard.processes import api_argv, beat_argv, child_env, worker_argv
+from switchboard.processes import api_command, beat_argv, child_env, worker_argv
 from switchboard.settings import QUEUE_LEVELS, Settings
 
 log = logging.getLogger("switchboard.standalone")
@@ -56,6 +56,7 @@ class Supervisor:
         """Start everything, wait for a stop signal or a crash, stop everything; exit code."""
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
+        api_argv, api_env, dashboard_url = api_command(self.settings)  # refuses a bad exposure first
         try:
             if self.settings.uses_embedded_broker:
                 self.broker = Child("broker", start_embedded_redis(self.settings))
@@ -65,8 +66,10 @@ class Supervisor:
             env = child_env(self.settings)
             self._spawn("worker", worker_argv(self.settings, list(QUEUE_LEVELS), name="standalone@%h"), env)
             self._spawn("beat", beat_argv(self.settings), env)
-            self._spawn("api", api_argv(self.settings), env)
+            self._spawn("api", api_argv, {**env, **api_env})
             log.info("API on http://%s:%d", self.settings.api_host, self.settings.api_port)
+            # printed, not logged: the link may carry the local operator key, which no log line holds
+            print(f"Dashboard: {dashboard_url}", flush=True)
             return self._watch()
         finally:
             self._stop_all()

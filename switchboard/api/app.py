@@ -6,11 +6,16 @@ from fastapi import FastAPI
 
 from switchboard import __version__
 from switchboard.api import approvals, backfill, dashboard, events, health, metrics, runs, webhooks
+from switchboard.api.security import BrowserGuard
+from switchboard.settings import get_settings
 
 
 def create_app() -> FastAPI:
     """Build the API application (uvicorn calls this with --factory)."""
-    api = FastAPI(title="Switchboard", version=__version__)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, on the origin whose
+    # localStorage holds the operator key. /openapi.json stays for any viewer or client.
+    api = FastAPI(title="Switchboard", version=__version__, docs_url=None, redoc_url=None)
+    api.add_middleware(BrowserGuard, allowed_hosts=get_settings().allowed_hosts)
     api.include_router(health.router)
     api.include_router(events.router)
     api.include_router(webhooks.router)
@@ -28,7 +33,6 @@ def create_served_app() -> FastAPI:
     import logging
 
     from switchboard.logs import configure_logging, style_handler
-    from switchboard.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings)

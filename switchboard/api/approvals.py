@@ -5,20 +5,31 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from switchboard import approvals
-from switchboard.api.access import require_operator
+from switchboard.api.auth import require_operator
 from switchboard.db.models import APPROVAL_STATUSES
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"], dependencies=[Depends(require_operator)])
 DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or a wrong API key"},
+    403: {"description": "An ingest key (this route needs an operator key), or a cross-site browser request"},
     404: {"description": "No such approval"},
     409: {"description": "Already decided"},
 }
+
+
+def _decimal_digits(value: Any) -> Any:
+    # lax int parsing would take "1.0", "1_000" or "²" as ids
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number in decimal digits")
+    return value
+
+
+ApprovalId = Annotated[int, Path(ge=1, le=2**63 - 1), BeforeValidator(_decimal_digits)]
 
 
 class Decision(BaseModel):
@@ -37,7 +48,7 @@ def _error(error: approvals.ApprovalError) -> HTTPException:
     return HTTPException(404 if str(error).startswith("no approval") else 409, str(error))
 
 
-@router.get("", responses={401: DECISION_RESPONSES[401]})
+@router.get("", responses={401: DECISION_RESPONSES[401], 403: DECISION_RESPONSES[403]})
 async def list_approvals(
     status: str = Query("pending", description="pending, approved, rejected, executed or all"),
     limit: int = Query(100, ge=1, le=500),
@@ -50,7 +61,7 @@ async def list_approvals(
 
 
 @router.post("/{approval_id}/approve", status_code=202, responses=DECISION_RESPONSES)
-async def approve(approval_id: int) -> dict[str, Any]:
+async def approve(approval_id: ApprovalId) -> dict[str, Any]:
     """Approve a pending action; a worker executes it once (202: queued)."""
     try:
         task_id = await run_in_threadpool(approvals.approve, approval_id, by="api")
@@ -60,7 +71,7 @@ async def approve(approval_id: int) -> dict[str, Any]:
 
 
 @router.post("/{approval_id}/reject", responses=DECISION_RESPONSES)
-async def reject(approval_id: int, decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
+async def reject(approval_id: ApprovalId, decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     """Reject a pending action: it will never run."""
     reason = decision.reason if decision else None
     try:

@@ -1,8 +1,8 @@
 """Tracked backfills: `POST /api/backfill` starts one, `GET /api/backfill/{id}` shows its progress.
 
-Both need an API key. A backfill pages through the provider on the workers (`tasks/backfill.py`)
-from its saved cursor; bad input (unknown source, bad or empty window, unconfigured provider)
-gets a 4xx with the reason and creates nothing.
+Both need an ingest key (`SWITCHBOARD_INGEST_KEYS`). A backfill pages through the provider on
+the workers (`tasks/backfill.py`) from its saved cursor; bad input (unknown source, bad or
+empty window, unconfigured provider) gets a 4xx with the reason and creates nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from switchboard.api.auth import require_api_key
+from switchboard.api.auth import require_ingest
 from switchboard.api.events import parse_body, read_body, request_body_schema
 from switchboard.settings import get_settings
 from switchboard.tasks import backfill as jobs
@@ -81,12 +81,13 @@ def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger:
 
 @router.post(
     "",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_ingest)],
     response_model=BackfillJobOut,
     status_code=202,
     responses={
         400: {"description": "Not JSON"},
         401: {"description": "No or a wrong API key"},
+        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
         409: {"description": "The source's credentials are not configured"},
         413: {"description": "Body too large"},
         422: {"description": "Unknown source, bad date, or an empty or future window"},
@@ -108,9 +109,13 @@ async def post_backfill(request: Request) -> JSONResponse:
 
 @router.get(
     "/{job_id}",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_ingest)],
     response_model=BackfillJobOut,
-    responses={401: {"description": "No or a wrong API key"}, 404: {"description": "No such backfill job"}},
+    responses={
+        401: {"description": "No or a wrong API key"},
+        403: {"description": "An operator key (this route needs an ingest key)"},
+        404: {"description": "No such backfill job"},
+    },
 )
 async def get_backfill(job_id: str = Path(max_length=64)) -> JSONResponse:
     """A backfill job's status, counts and progress."""

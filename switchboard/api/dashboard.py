@@ -2,8 +2,9 @@
 package — no CDN) and the JSON it draws its charts from (`/api/dashboard/…`).
 
 The page itself holds no data and is served to anyone; everything it shows comes from the API
-behind `require_operator`, so with API keys configured the page asks for a key once, keeps it
-in the browser's localStorage and sends it as `X-API-Key`.
+behind `require_operator`, so with an operator key required the page asks for it once (or takes
+it from the `#key=` fragment of the link `switchboard standalone` prints), keeps it in the
+browser's localStorage and sends it as `X-API-Key`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from switchboard.api.access import require_operator
-from switchboard.api.auth import key_digests
+from switchboard.api.auth import operator_key_required, require_operator
 from switchboard.db import queries
 from switchboard.settings import get_settings
 
@@ -47,8 +47,14 @@ async def dashboard_asset(name: str) -> FileResponse:
 
 @router.get("/api/dashboard/config", tags=["dashboard"])
 async def dashboard_config() -> dict[str, Any]:
-    """What the page needs before it can ask for data: whether a key is required, the refresh period."""
-    return {"api_key_required": bool(key_digests()), "refresh_s": get_settings().dashboard_refresh_s}
+    """What the page needs before it can ask for data: whether a key is required (and whether it is
+    the local one in the link `switchboard standalone` printed), the refresh period."""
+    settings = get_settings()
+    return {
+        "api_key_required": operator_key_required(),
+        "local_key": settings.local_operator_key is not None and not settings.operator_keys,
+        "refresh_s": settings.dashboard_refresh_s,
+    }
 
 
 def _charts(hours: int, days: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.dialects import sqlite
 from starlette.concurrency import run_in_threadpool
 
-from switchboard.api.auth import require_api_key
+from switchboard.api.auth import require_ingest
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
@@ -241,13 +241,14 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 @router.post(
     "",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_ingest)],
     response_model=EventAccepted,
     status_code=202,
     responses={
         200: {"model": EventAccepted, "description": "A duplicate: accepted, not stored again"},
         400: {"description": "Not JSON"},
         401: {"description": "No or a wrong API key"},
+        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
         413: {"description": "Body too large"},
         422: {"description": "Not a valid event"},
     },
@@ -263,12 +264,13 @@ async def post_event(request: Request) -> JSONResponse:
 
 @router.post(
     "/batch",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_ingest)],
     response_model=BatchAccepted,
     status_code=202,
     responses={
         400: {"description": "Not JSON"},
         401: {"description": "No or a wrong API key"},
+        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
         413: {"description": "Too many events or too large a body"},
         422: {"description": "An event is not valid: nothing of the batch is stored"},
     },

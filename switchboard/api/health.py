@@ -1,17 +1,27 @@
-"""GET /api/health: is the database reachable, is the broker reachable, which workers answer."""
+"""GET /api/health: ok or degraded for anyone; with an operator key, also the database, the
+broker and the workers that answer.
+
+The broker check and the worker ping (a Celery broadcast that waits 0.5 s for replies) are kept
+for `WORKER_CHECK_TTL_S`: whatever the request rate, a process broadcasts at most once per
+period, and a broker that just went down is reported within that period.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from switchboard.api.auth import is_operator
 from switchboard.db.session import get_engine
 
 router = APIRouter()
+WORKER_CHECK_TTL_S = 5.0
 
 
 def _check_database() -> str:
@@ -21,6 +31,22 @@ def _check_database() -> str:
         return "ok"
     except Exception as error:  # reported, not raised: health must answer
         return f"error: {type(error).__name__}"
+
+
+class _WorkerCheck:
+    """The last broker check and worker ping, refreshed by one caller at a time when stale."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at = -WORKER_CHECK_TTL_S
+        self._answer: tuple[str, list[str]] = ("unknown", [])
+
+    def get(self) -> tuple[str, list[str]]:
+        with self._lock:  # concurrent callers wait for the one refresh instead of broadcasting too
+            if time.monotonic() - self._at >= WORKER_CHECK_TTL_S:
+                self._answer = _check_broker_and_workers()
+                self._at = time.monotonic()
+            return self._answer
 
 
 def _check_broker_and_workers() -> tuple[str, list[str]]:
@@ -38,17 +64,18 @@ def _check_broker_and_workers() -> tuple[str, list[str]]:
     return "ok", sorted(name for reply in replies for name in reply)
 
 
+WORKER_CHECK = _WorkerCheck()
+
+
 @router.get("/api/health")
-async def health() -> JSONResponse:
-    """200 with status ok when database and broker answer; 503 otherwise."""
+async def health(request: Request) -> JSONResponse:
+    """200 with status ok when database and broker answer; 503 otherwise. Details (database,
+    broker, worker names) only for an operator."""
     database, (broker, workers) = await asyncio.gather(
-        asyncio.to_thread(_check_database), asyncio.to_thread(_check_broker_and_workers)
+        asyncio.to_thread(_check_database), asyncio.to_thread(WORKER_CHECK.get)
     )
     ok = database == "ok" and broker == "ok"
-    body: dict[str, Any] = {
-        "status": "ok" if ok else "degraded",
-        "database": database,
-        "broker": broker,
-        "workers": workers,
-    }
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
+    if is_operator(request):
+        body |= {"database": database, "broker": broker, "workers": workers}
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from switchboard.api.access import require_operator
+from switchboard.api.auth import require_operator
 from switchboard.hooks import metrics as hook_metrics
 from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
 

@@ -7,13 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from switchboard.api.access import require_operator
+from switchboard.api.auth import require_operator
 from switchboard.db import queries
 from switchboard.db.models import RUN_STATUSES
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
 AGENTS = ("watcher", "analyst", "advisor")
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "No or a wrong API key"}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or a wrong API key"},
+    403: {"description": "An ingest key (this route needs an operator key), or a cross-site browser request"},
+}
 
 
 @router.get("", responses=UNAUTHORIZED)

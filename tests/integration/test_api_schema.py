@@ -32,7 +32,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CO
 
 @pytest.fixture(autouse=True)
 def configured(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", API_KEY)
+    monkeypatch.setenv("SWITCHBOARD_INGEST_KEYS", API_KEY)
     monkeypatch.setenv("SWITCHBOARD_STRIPE_WEBHOOK_SECRET", "whsec_" + uuid.uuid4().hex)
     monkeypatch.setenv("SWITCHBOARD_HUBSPOT_CLIENT_SECRET", uuid.uuid4().hex)
     get_settings.cache_clear()

@@ -227,9 +227,9 @@ def api(stripe_settings: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
 
     from switchboard.api.app import create_app
 
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", BACKFILL_KEY)
+    monkeypatch.setenv("SWITCHBOARD_INGEST_KEYS", BACKFILL_KEY)
     get_settings.cache_clear()
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), base_url="http://localhost") as client:
         yield client
     get_settings.cache_clear()
 

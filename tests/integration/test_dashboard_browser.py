@@ -15,8 +15,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
@@ -56,25 +59,50 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture()
-def server(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real uvicorn server (in a thread of this process, so it shares the test database,
-    broker and in-process worker) with an API key configured; yields its base URL."""
-    truncate_run_tables(database_url)
-    monkeypatch.setenv("SWITCHBOARD_API_KEYS", API_KEY)
-    monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
-    get_settings.cache_clear()
+class RequestLog:
+    """ASGI wrapper that notes each request's method, path and status (what reached the server)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting if scope["type"] == "http" else send)
+
+
+@contextmanager
+def _serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """A real uvicorn server in a thread of this process (sharing the test database, broker and
+    in-process worker); yields its base URL."""
     port = _free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not uvicorn_server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=20)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture()
+def server(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The API with an operator key configured; yields its base URL."""
+    truncate_run_tables(database_url)
+    monkeypatch.setenv("SWITCHBOARD_OPERATOR_KEYS", API_KEY)
+    monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
+    get_settings.cache_clear()
+    with _serve(create_app()) as url:
+        yield url
     monkeypatch.undo()
     get_settings.cache_clear()
 
@@ -190,3 +218,101 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
         if entry["level"] == "SEVERE" and "401 (Unauthorized)" not in entry["message"]
     ]
     assert severe == [], severe
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<h1>A page on another origin</h1>
+<iframe name="sink" id="sink" width="300" height="80"></iframe>
+<form id="forged" method="POST" action="{api}/api/approvals/{approval}/approve" target="sink"></form>
+<iframe id="framed" src="{api}/dashboard" width="1200" height="700"></iframe>
+<script>
+  window.done = {{ form: false, reject: false, replay: false }};
+  document.getElementById("sink").addEventListener("load", () => {{ window.done.form = true; }});
+  document.getElementById("forged").submit();
+  const forge = (path, name) => fetch("{api}" + path, {{
+    method: "POST", mode: "no-cors", headers: {{ "Content-Type": "text/plain" }}, body: "{{}}",
+  }}).finally(() => {{ window.done[name] = true; }});
+  forge("/api/approvals/{approval}/reject", "reject");
+  forge("/api/runs/{failed_run}/replay", "replay");
+</script></body></html>"""
+
+
+def test_a_page_on_another_origin_cannot_approve_reject_replay_or_frame_the_dashboard(
+    database_url: str, celery_worker: object, browser: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's default mode (no keys: loopback clients only), where the operator's own
+    browser is a loopback client: only the same-origin rule stands between a web page and the
+    approvals."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from switchboard.approvals import list_approvals
+    from switchboard.db.queries import recent_runs
+    from tests.support.runs import failed_run
+
+    truncate_run_tables(database_url)
+    monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
+    get_settings.cache_clear()
+    run_demo_and_approval_scenario()
+    [pending] = list_approvals("pending")
+    broken = failed_run()
+    runs_before = {str(run["run_id"]): run["status"] for run in recent_runs()}
+
+    api = RequestLog(create_app())
+    with _serve(api) as api_url:
+        page = ATTACK_PAGE.format(api=api_url, approval=pending.id, failed_run=broken)
+        attacker = Starlette(routes=[Route("/", lambda request: HTMLResponse(page))])
+        with _serve(attacker) as attacker_url:
+            attacker_origin = attacker_url.replace("127.0.0.1", "localhost")  # another site: localhost vs 127.0.0.1
+            browser.get(attacker_origin + "/")
+            _wait(browser).until(lambda d: d.execute_script("return Object.values(window.done).every(Boolean)"))
+            refused = {(method, path, status) for method, path, status in api.seen if method == "POST"}
+            assert refused == {
+                ("POST", f"/api/approvals/{pending.id}/approve", 403),
+                ("POST", f"/api/approvals/{pending.id}/reject", 403),
+                ("POST", f"/api/runs/{broken}/replay", 403),
+            }
+            # framing: the dashboard does not render inside another site's page
+            browser.switch_to.frame(browser.find_element(By.ID, "framed"))
+            assert browser.find_elements(By.CSS_SELECTOR, "button, #approvals-list, #runs-table") == []
+            browser.switch_to.default_content()
+            _shot(browser, "attack-page")
+
+        # nothing changed: the approval still waits, the failed run was not replayed
+        assert [(a.id, a.status) for a in list_approvals("pending")] == [(pending.id, "pending")]
+        time.sleep(1.0)  # a replay, had one been queued, would have started by now
+        assert {str(run["run_id"]): run["status"] for run in recent_runs()} == runs_before
+
+        # a DNS-rebinding name reaching this server is refused
+        rebound = httpx.get(f"{api_url}/api/runs", headers={"Host": "attacker.example"})
+        assert rebound.status_code == 400
+
+        # the operator's own dashboard, same origin, still decides
+        browser.get(f"{api_url}/dashboard")
+        _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#approvals-list button.approve"))
+        _click(browser, "#approvals-list button.approve")
+        _wait(browser).until(lambda d: "approved" in d.find_element(By.ID, "flash").text)
+        assert ("POST", f"/api/approvals/{pending.id}/approve", 202) in api.seen
+    get_settings.cache_clear()
+
+
+def test_the_printed_link_hands_the_local_key_to_the_dashboard_and_leaves_the_address(
+    database_url: str, celery_worker: object, browser: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchboard.processes import api_command
+
+    truncate_run_tables(database_url)
+    _argv, env, link = api_command(get_settings())  # what `switchboard standalone` prints and sets
+    key = env["SWITCHBOARD_LOCAL_OPERATOR_KEY"]
+    monkeypatch.setenv("SWITCHBOARD_LOCAL_OPERATOR_KEY", key)
+    get_settings.cache_clear()
+    with _serve(create_app()) as url:
+        assert httpx.get(f"{url}/api/runs").status_code == 401  # loopback alone no longer suffices
+        browser.get(url + link[link.index("/dashboard") :])
+        _wait(browser).until(lambda d: "No runs" in d.find_element(By.ID, "runs-table").text)
+        assert browser.execute_script("return localStorage.getItem('switchboard.apiKey')") == key
+        assert browser.current_url == f"{url}/dashboard"  # the key left the address bar and history
+        assert not browser.find_element(By.ID, "key-dialog").get_attribute("open")
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -42,7 +42,7 @@ def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyP
     truncate_run_tables(database_url)
     with get_engine(database_url).begin() as connection:
         connection.execute(text("TRUNCATE events, entity_links RESTART IDENTITY"))
-    with api_client(monkeypatch, SWITCHBOARD_API_KEYS=API_KEY) as test_client:
+    with api_client(monkeypatch, SWITCHBOARD_INGEST_KEYS=API_KEY) as test_client:
         yield test_client
 
 

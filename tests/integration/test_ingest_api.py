@@ -30,7 +30,7 @@ def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestC
     with get_engine(database_url).begin() as connection:
         connection.execute(text("TRUNCATE events RESTART IDENTITY"))
     with api_client(
-        monkeypatch, SWITCHBOARD_API_KEYS=f"other-key,{API_KEY}", SWITCHBOARD_STRIPE_WEBHOOK_SECRET=WHSEC,
+        monkeypatch, SWITCHBOARD_INGEST_KEYS=f"other-key,{API_KEY}", SWITCHBOARD_STRIPE_WEBHOOK_SECRET=WHSEC,
         SWITCHBOARD_HUBSPOT_CLIENT_SECRET=HUBSPOT_SECRET, SWITCHBOARD_INGEST_MAX_BATCH_EVENTS="50",
         SWITCHBOARD_INGEST_MAX_BODY_BYTES="20000",
     ) as test_client:  # fmt: skip

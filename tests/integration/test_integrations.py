@@ -43,7 +43,8 @@ SECRETS = {
     "SWITCHBOARD_STRIPE_WEBHOOK_SECRET": "whsec_" + uuid.uuid4().hex,
     "SWITCHBOARD_HUBSPOT_CLIENT_SECRET": uuid.uuid4().hex,
     "SWITCHBOARD_CALLS_API_KEY": "gong-" + uuid.uuid4().hex,
-    "SWITCHBOARD_API_KEYS": "sbk_" + uuid.uuid4().hex,
+    "SWITCHBOARD_OPERATOR_KEYS": "sbk_" + uuid.uuid4().hex,
+    "SWITCHBOARD_INGEST_KEYS": "sbi_" + uuid.uuid4().hex,
 }
 TASKS_PATH = "/crm/v3/objects/tasks"
 

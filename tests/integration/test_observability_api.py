@@ -24,18 +24,17 @@ from switchboard.agents.llm import reset_provider_cache
 from switchboard.api.app import create_app
 from switchboard.api.metrics import queue_depths
 from switchboard.celery_app import app as celery_app
-from switchboard.db.models import RUN_STATUSES, AgentRun, AgentStep, new_id
+from switchboard.db.models import RUN_STATUSES, AgentStep
 from switchboard.db.session import session_scope
 from switchboard.integrations.resilience import CircuitBreaker, RateLimiter, policy_for, shared_redis
 from switchboard.settings import Settings, get_settings, load_settings
 from switchboard.tasks.integrations import fetch
-from switchboard.tasks.steps import watcher_step
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
 from tests.support.api import api_client
 from tests.support.env import child_env
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
-from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import failed_run, truncate_run_tables, wait_for_runs, wait_for_status
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 AUTH = {"X-API-Key": API_KEY}
@@ -45,28 +44,13 @@ HUBSPOT_TOKEN = "pat-na1-" + str(uuid.uuid4())
 @pytest.fixture()
 def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     truncate_run_tables(database_url)
-    with api_client(monkeypatch, SWITCHBOARD_API_KEYS=API_KEY) as test_client:
+    with api_client(monkeypatch, SWITCHBOARD_OPERATOR_KEYS=API_KEY) as test_client:
         yield test_client
-
-
-def _failed_run() -> str:
-    """A run whose watcher step gets a contract-violating payload: it fails permanently."""
-    run_id = new_id()
-    with session_scope() as session:
-        session.add(AgentRun(id=run_id, status="queued", insight_kind="broken_input"))
-    watcher_step.apply_async(
-        args=[{"run_id": run_id, "alert": {"kind": "not_a_kind"}}],
-        kwargs={"run_id": run_id},
-        queue=get_settings().queue_name("default"),
-    )
-    [run] = wait_for_runs([run_id], timeout_s=30)
-    assert run["status"] == "failed"
-    return run_id
 
 
 def test_runs_detail_replay_approvals_and_charts(client: TestClient) -> None:
     runs = run_demo_and_approval_scenario()
-    failed_id = _failed_run()
+    failed_id = failed_run()
 
     assert client.get("/api/runs").status_code == 401
     assert client.get("/api/runs", headers={"X-API-Key": "wrong"}).status_code == 401
@@ -148,17 +132,21 @@ def test_dashboard_page_and_assets_are_served_from_the_package(client: TestClien
     assert client.get("/dashboard/static/../settings.py").status_code == 404
     assert client.get("/dashboard/static/secret.txt").status_code == 404
     config = client.get("/api/dashboard/config").json()
-    assert config == {"api_key_required": True, "refresh_s": 5.0}
+    assert config == {"api_key_required": True, "local_key": False, "refresh_s": 5.0}
 
 
 def test_without_keys_only_loopback_clients_are_served(database_url: str) -> None:
     get_settings.cache_clear()
-    with TestClient(create_app(), client=("203.0.113.9", 50000)) as remote:
+    with TestClient(create_app(), base_url="http://localhost", client=("203.0.113.9", 50000)) as remote:
         refused = remote.get("/api/runs")
-        assert refused.status_code == 401 and "SWITCHBOARD_API_KEYS" in refused.json()["detail"]
+        assert refused.status_code == 401 and "SWITCHBOARD_OPERATOR_KEYS" in refused.json()["detail"]
+        assert refused.headers["www-authenticate"] == "Bearer"
         assert remote.get("/metrics").status_code == 401
-    with TestClient(create_app(), client=("127.0.0.1", 50000)) as local:
+    with TestClient(create_app(), base_url="http://localhost", client=("127.0.0.1", 50000)) as local:
         assert local.get("/api/runs").status_code == 200
+        # through a proxy on this machine every client looks local: a forwarding header says otherwise
+        proxied = local.get("/api/runs", headers={"X-Forwarded-For": "127.0.0.1"})
+        assert proxied.status_code == 401
 
 
 def _scrape(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

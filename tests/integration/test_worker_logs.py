@@ -35,7 +35,7 @@ def test_worker_lines_are_json_with_task_context_and_no_secret(
         prefix=prefix,
         SWITCHBOARD_LOG_LEVEL="INFO",
         SWITCHBOARD_STRIPE_API_KEY=STRIPE_KEY,
-        SWITCHBOARD_API_KEYS=API_KEY,
+        SWITCHBOARD_OPERATOR_KEYS=API_KEY,
     )
     argv = [sys.executable, "-m", "switchboard", "worker", "--queues", "default", "--concurrency", "1"]
     stderr_path = tmp_path / "worker.err"

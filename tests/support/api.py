@@ -19,7 +19,7 @@ def api_client(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[Tes
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), base_url="http://localhost") as client:
         yield client
     monkeypatch.undo()
     get_settings.cache_clear()

@@ -6,8 +6,11 @@ import time
 
 from sqlalchemy import text
 
+from switchboard.db.models import AgentRun, new_id
 from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
-from switchboard.db.session import get_engine
+from switchboard.db.session import get_engine, session_scope
+from switchboard.settings import get_settings
+from switchboard.tasks.steps import watcher_step
 
 RUN_TABLES = (
     "agent_steps", "approvals", "action_executions", "agent_decisions", "agent_conversations", "agent_runs",
@@ -45,3 +48,18 @@ def wait_for_status(run_id: str, status: str, timeout_s: float = 30.0) -> dict[s
             raise AssertionError(f"run {run_id} is {run['status']}, not {status}: {run.get('error')}")
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} is {run.get('status')}, not {status}, after {timeout_s:.0f} s")
+
+
+def failed_run() -> str:
+    """A run whose watcher step gets a contract-violating payload: it fails permanently."""
+    run_id = new_id()
+    with session_scope() as session:
+        session.add(AgentRun(id=run_id, status="queued", insight_kind="broken_input"))
+    watcher_step.apply_async(
+        args=[{"run_id": run_id, "alert": {"kind": "not_a_kind"}}],
+        kwargs={"run_id": run_id},
+        queue=get_settings().queue_name("default"),
+    )
+    [run] = wait_for_runs([run_id], timeout_s=30)
+    assert run["status"] == "failed"
+    return run_id

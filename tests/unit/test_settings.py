@@ -41,7 +41,10 @@ def test_fixed_variable_names_are_read(clean_env: Path, monkeypatch: pytest.Monk
         "SWITCHBOARD_BROKER_URL": "redis://broker:6379/0",
         "SWITCHBOARD_API_HOST": "0.0.0.0",
         "SWITCHBOARD_API_PORT": "9000",
-        "SWITCHBOARD_API_KEYS": "key-one, key-two",
+        "SWITCHBOARD_OPERATOR_KEYS": "key-one, key-two",
+        "SWITCHBOARD_INGEST_KEYS": "key-three",
+        "SWITCHBOARD_ALLOWED_HOSTS": "Switchboard.example.com, sb.internal",
+        "SWITCHBOARD_TRUSTED_PROXIES": "10.0.0.5,10.1.0.0/16",
         "SWITCHBOARD_STRIPE_API_KEY": "sk_test_x",
         "SWITCHBOARD_STRIPE_API_BASE": "http://127.0.0.1:1/stripe",
         "SWITCHBOARD_STRIPE_WEBHOOK_SECRET": "whsec_x",
@@ -63,7 +66,10 @@ def test_fixed_variable_names_are_read(clean_env: Path, monkeypatch: pytest.Monk
     assert settings.result_backend == "redis://broker:6379/0"
     assert not settings.uses_embedded_broker and not settings.is_sqlite
     assert (settings.api_host, settings.api_port) == ("0.0.0.0", 9000)
-    assert [key.get_secret_value() for key in settings.api_keys] == ["key-one", "key-two"]
+    assert [key.get_secret_value() for key in settings.operator_keys] == ["key-one", "key-two"]
+    assert [key.get_secret_value() for key in settings.ingest_keys] == ["key-three"]
+    assert settings.allowed_hosts == ["switchboard.example.com", "sb.internal"]
+    assert settings.trusted_proxies == ["10.0.0.5", "10.1.0.0/16"]
     assert settings.stripe_api_key is not None and settings.stripe_api_key.get_secret_value() == "sk_test_x"
     assert settings.stripe_api_base == "http://127.0.0.1:1/stripe"
     assert settings.hubspot_api_base == "http://127.0.0.1:1/hubspot"
@@ -146,3 +152,33 @@ def test_visibility_timeout_must_exceed_task_limit_and_backoff_cap(
     assert "SWITCHBOARD_VISIBILITY_TIMEOUT_S (600) must exceed" in str(caught.value)
     monkeypatch.setenv("SWITCHBOARD_TASK_TIME_LIMIT_S", "500")
     assert load_settings().visibility_timeout_s == 600
+
+
+def test_the_old_single_key_list_is_refused_with_how_it_was_split(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_API_KEYS", "sbk_old_key_value")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "SWITCHBOARD_OPERATOR_KEYS" in message and "SWITCHBOARD_INGEST_KEYS" in message
+    assert "sbk_old_key_value" not in message
+
+
+def test_keyless_api_refuses_a_public_bind_and_makes_a_local_key(clean_env: Path) -> None:
+    from switchboard.processes import api_command
+
+    with pytest.raises(ConfigurationError, match="SWITCHBOARD_OPERATOR_KEYS"):
+        api_command(load_settings(api_host="0.0.0.0"))
+
+    argv, env, url = api_command(load_settings())
+    key = env["SWITCHBOARD_LOCAL_OPERATOR_KEY"]
+    assert len(key) >= 40 and url == f"http://127.0.0.1:8000/dashboard#key={key}"
+    assert key not in " ".join(argv)  # never on a command line that `ps` shows
+    assert "--no-proxy-headers" in argv  # no forwarding header is believed by default
+    assert api_command(load_settings())[1]["SWITCHBOARD_LOCAL_OPERATOR_KEY"] != key  # new per start
+
+    configured = load_settings(api_host="0.0.0.0", operator_keys="k-1", trusted_proxies="10.0.0.5")
+    argv, env, url = api_command(configured)
+    assert env == {} and url == "http://0.0.0.0:8000/dashboard"
+    assert argv[argv.index("--forwarded-allow-ips") + 1] == "10.0.0.5" and "--proxy-headers" in argv

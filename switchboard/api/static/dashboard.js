@@ -38,7 +38,12 @@ function ago(iso) {
 function pill(status, extra = "") { return `<span class="pill ${esc(status)} ${extra}">${esc(String(status).replace(/_/g, " "))}</span>`; }
 function agentLabel(agent) {
   if (!agent) return "–";
-  return `<span class="agent-dot" style="background:${AGENT_COLORS[agent] || "#999"}"></span>${esc(agent)}`;
+  return `<span class="agent-dot ${swatch(agent)}"></span>${esc(agent)}`;
+}
+/* colours come from classes (dashboard.css): the CSP allows no inline style attributes */
+function swatch(agent) { return AGENT_COLORS[agent] ? `c-${agent}` : "c-other"; }
+function legend(entries) {
+  return `<div class="legend">${entries.map(([cls, label]) => `<span><i class="${cls}"></i>${esc(label)}</span>`).join("")}</div>`;
 }
 function jsonHtml(value) {
   const text = JSON.stringify(value, null, 2) ?? "null";
@@ -167,7 +172,7 @@ function drawLatency(rows) {
     }
   }
   svg += xLabels(buckets.map(hourLabel), xOf, Math.ceil(buckets.length / 8)) + "</svg>";
-  el.innerHTML = svg + `<div class="legend">${agents.map((a) => `<span><i style="background:${AGENT_COLORS[a] || "#999"}"></i>${esc(a)}</span>`).join("")}</div>`;
+  el.innerHTML = svg + legend(agents.map((a) => [swatch(a), a]));
 }
 
 function drawOutcomes(rows) {
@@ -192,7 +197,7 @@ function drawOutcomes(rows) {
   if (ratePoints.length > 1) svg += `<polyline fill="none" stroke="#141b2d" stroke-width="1.6" points="${ratePoints.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
   for (const p of ratePoints) svg += `<circle cx="${p[0].toFixed(1)}" cy="${p[1].toFixed(1)}" r="2.5" fill="#141b2d"/>`;
   svg += xLabels(rows.map((r) => hourLabel(r.bucket)), xOf, Math.ceil(rows.length / 8)) + "</svg>";
-  el.innerHTML = svg + `<div class="legend"><span><i style="background:#1e9e63"></i>succeeded</span><span><i style="background:#d64545"></i>failed</span><span><i style="background:#9fb3d9"></i>in flight</span><span><i style="background:#141b2d"></i>success rate</span></div>`;
+  el.innerHTML = svg + legend([["c-succeeded", "succeeded"], ["c-failed", "failed"], ["c-in-flight", "in flight"], ["c-rate", "success rate"]]);
 }
 
 function drawUsage(rows) {
@@ -215,7 +220,7 @@ function drawUsage(rows) {
   if (cost.length > 1) svg += `<polyline fill="none" stroke="#d98b0b" stroke-width="2" points="${cost.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
   for (const [x, y, r] of cost) svg += `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="#d98b0b"><title>${esc(r.day)}: ${esc(fmtUsd(r.cost_usd))} over ${r.runs} runs</title></circle>`;
   svg += xLabels(rows.map((r) => r.day.slice(5)), xOf, Math.ceil(rows.length / 7)) + "</svg>";
-  el.innerHTML = svg + `<div class="legend"><span><i style="background:#3d5afe"></i>tokens in</span><span><i style="background:#9aa9ff"></i>tokens out</span><span><i style="background:#d98b0b"></i>estimated cost</span></div>`;
+  el.innerHTML = svg + legend([["c-tokens-in", "tokens in"], ["c-tokens-out", "tokens out"], ["c-cost", "estimated cost"]]);
 }
 
 function drawQueues(depths) {
@@ -383,7 +388,7 @@ function timelineSvg(steps) {
   }
   timed.forEach((s, i) => {
     const y = i * rowH + 4, color = AGENT_COLORS[s.agent] || "#999";
-    svg += `<text x="${L - 10}" y="${y + 16}" text-anchor="end" style="text-transform:capitalize">${esc(s.step)}</text>`;
+    svg += `<text x="${L - 10}" y="${y + 16}" text-anchor="end" class="cap">${esc(s.step)}</text>`;
     if (s.enqueued_at) {
       const xa = xOf(t(s.enqueued_at)), xb = xOf(t(s.started_at));
       svg += `<rect x="${xa.toFixed(1)}" y="${y + 8}" width="${Math.max(1, xb - xa).toFixed(1)}" height="6" fill="${color}" opacity=".25" rx="3"><title>queue wait ${esc(fmtMs(s.queue_wait_ms))}</title></rect>`;
@@ -448,7 +453,7 @@ function renderRun(run) {
         <div>
           <h1>${esc((run.insight_kind || "run").replace(/_/g, " "))}</h1>
           <div class="muted mono" id="run-id">${esc(run.run_id)}</div>
-          ${insight ? `<div style="margin-top:6px">${pill(insight.severity, `risk-${esc(insight.severity)}`)} ${esc(insight.title)} <span class="muted">· ${esc(insight.source)} ${esc(insight.entity_type || "")} ${esc(insight.entity_id || "")}</span></div>` : ""}
+          ${insight ? `<div class="insight-line">${pill(insight.severity, `risk-${esc(insight.severity)}`)} ${esc(insight.title)} <span class="muted">· ${esc(insight.source)} ${esc(insight.entity_type || "")} ${esc(insight.entity_id || "")}</span></div>` : ""}
           ${run.replay_of ? `<div class="muted">replay of ${esc(run.replay_of)}</div>` : ""}
         </div>
         <div>
@@ -536,13 +541,26 @@ function scheduleRefresh() {
   }, state.refreshS * 1000);
 }
 
+/* The link `switchboard standalone` prints carries its local operator key in the fragment
+   (#key=…), which the browser never sends to a server: keep it, then drop it from the address. */
+function takeKeyFromLink() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const key = params.get("key");
+  if (!key) return;
+  localStorage.setItem(KEY_STORAGE, key);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 async function start() {
+  takeKeyFromLink();
   setupKeyDialog();
   try {
     const config = await (await fetch("/api/dashboard/config")).json();
     state.refreshS = config.refresh_s || 5;
     state.keyRequired = config.api_key_required;
     $("#key-button").hidden = !config.api_key_required;
+    $("#key-local").hidden = !config.local_key;
+    $("#key-configured").hidden = !!config.local_key;
   } catch (_) { /* the API answers below or reports why */ }
   document.addEventListener("click", (event) => {
     const decideButton = event.target.closest("[data-decide]");
