@@ -13,6 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
+from schemathesis.python import asgi
 from sqlalchemy import text
 
 from switchboard.api.app import create_app
@@ -25,7 +26,20 @@ INGESTION_PATHS = r"^/api/(health|events|webhooks|backfill)"
 # PostgreSQL cannot store NUL in text or jsonb, so the API refuses it with a 422
 # (test_ingest_api covers that); generated strings leave it out, as schemathesis provides for.
 CONFIG = SchemathesisConfig.from_dict({"generation": {"allow-x00": False}})
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CONFIG).include(
+
+
+def _app_answering_schemathesis_host() -> Any:
+    """The app with schemathesis's test-client host name allowed (the Host allowlist is read
+    when the app is built; nothing else changes)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SWITCHBOARD_ALLOWED_HOSTS", asgi.HOST)
+        get_settings.cache_clear()
+        app = create_app()
+    get_settings.cache_clear()
+    return app
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app_answering_schemathesis_host(), config=CONFIG).include(
     path_regex=INGESTION_PATHS
 )
 
