@@ -67,12 +67,9 @@ def _decide(approval_id: int, status: str, by: str, reason: str | None) -> Appro
         return approval
 
 
-def approve(approval_id: int, *, by: str = "cli") -> str:
-    """Approve and queue the execution; returns the Celery task id."""
-    from switchboard.tasks.actions import execute_approved
-
+def approve(approval_id: int, *, by: str = "cli") -> None:
+    """Approve: the action may now be executed (`tasks.actions.approve` also queues that)."""
     _decide(approval_id, "approved", by, None)
-    return str(execute_approved.delay(approval_id).id)
 
 
 def reject(approval_id: int, *, by: str = "cli", reason: str | None = None) -> None:

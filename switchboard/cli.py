@@ -398,7 +398,8 @@ def approvals_list(
 @approvals_cli.command("approve")
 def approvals_approve(approval_id: int) -> None:
     """Approve an action; a worker executes it (once)."""
-    from switchboard.approvals import ApprovalError, approve
+    from switchboard.approvals import ApprovalError
+    from switchboard.tasks.actions import approve
 
     _settings()
     try:

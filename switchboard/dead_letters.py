@@ -15,6 +15,7 @@ from typing import Any
 from celery import signals
 from celery.worker.consumer import Consumer
 
+from switchboard.pipeline import step_of_task
 from switchboard.redaction import redact, scrub
 
 log = logging.getLogger("switchboard.dead_letters")
@@ -121,10 +122,9 @@ def _on_step_failure(sender: Any = None, task_id: str | None = None, exception: 
     # A step message naming no existing run has nowhere to record its failure: dead-letter it.
     from switchboard.db.models import AgentRun
     from switchboard.db.session import session_scope
-    from switchboard.tasks.steps import STEP_TASKS
 
     name = getattr(sender, "name", None)
-    if name not in STEP_TASKS:
+    if step_of_task(name) is None:
         return
     run_id = (kwargs or {}).get("run_id")
     try:

@@ -20,6 +20,7 @@ import json
 import logging
 from typing import Any
 
+from switchboard.pipeline import step_of_task
 from switchboard.settings import Settings, get_settings
 
 CONTEXT_FIELDS = ("run_id", "step", "task_id", "queue")
@@ -159,11 +160,9 @@ def _on_worker_init(**_: Any) -> None:
 
 
 def _task_prerun(task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any) -> None:
-    from switchboard.tasks.steps import STEP_TASKS
-
     request = getattr(task, "request", None)
     delivery = getattr(request, "delivery_info", None) or {}
-    step = STEP_TASKS.get(getattr(task, "name", ""), (None, None))[0]
+    step = getattr(step_of_task(getattr(task, "name", None)), "name", None)
     run_id = (kwargs or {}).get("run_id")
     bind_task_context(
         run_id=str(run_id) if run_id else None,

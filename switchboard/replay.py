@@ -13,9 +13,9 @@ from sqlalchemy import select
 from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.errors import SwitchboardError
+from switchboard.pipeline import STEP_NAMES
 from switchboard.settings import get_settings
-
-STEP_ORDER = ("watcher", "analyst", "advisor")
+from switchboard.tasks.runs import build_chain_from
 
 
 class ReplayError(SwitchboardError):
@@ -49,9 +49,6 @@ def failed_runs(limit: int = 50) -> list[dict[str, Any]]:
 
 def replay(run_id: str, *, by: str = "cli") -> str:
     """Queue a failed run again from its failed step; returns that step's name."""
-    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
-
-    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
     with session_scope() as session:
         run = session.get(AgentRun, run_id, with_for_update=True)
         if run is None:
@@ -61,7 +58,7 @@ def replay(run_id: str, *, by: str = "cli") -> str:
         failed = session.scalars(
             select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == "failed").order_by(AgentStep.id)
         ).first()
-        if failed is None or failed.step not in tasks:
+        if failed is None or failed.step not in STEP_NAMES:
             raise ReplayError(f"run {run_id} has no failed agent step to replay from")
         if failed.input is None or "raw" in failed.input:
             raise ReplayError(
@@ -95,7 +92,5 @@ def replay(run_id: str, *, by: str = "cli") -> str:
 
 def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
     """Publish the rest of a run's chain, starting at ``step_name`` with ``payload`` as its input."""
-    from switchboard.tasks.runs import build_chain_from
-
     use_priority = priority if priority is not None and get_settings().queue_priorities else None
     build_chain_from(run_id, step_name, payload, queue, use_priority).apply_async()

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from switchboard import approvals
 from switchboard.api.auth import require_operator
 from switchboard.db.models import APPROVAL_STATUSES
+from switchboard.tasks import actions
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"], dependencies=[Depends(require_operator)])
 DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -64,7 +65,7 @@ async def list_approvals(
 async def approve(approval_id: ApprovalId) -> dict[str, Any]:
     """Approve a pending action; a worker executes it once (202: queued)."""
     try:
-        task_id = await run_in_threadpool(approvals.approve, approval_id, by="api")
+        task_id = await run_in_threadpool(actions.approve, approval_id, by="api")
     except approvals.ApprovalError as error:
         raise _error(error) from None
     return {"approval_id": approval_id, "status": "approved", "task_id": task_id}

@@ -23,13 +23,13 @@ from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_operator
 from switchboard.hooks import metrics as hook_metrics
+from switchboard.pipeline import AGENTS
 from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
 
 log = logging.getLogger("switchboard.api.metrics")
 router = APIRouter(tags=["metrics"])
 INTEGRATIONS = ("stripe", "hubspot", "calls")
 BREAKER_STATES = ("closed", "open", "half_open")
-AGENTS = ("watcher", "analyst", "advisor")
 
 
 def queue_depths(settings: Settings | None = None) -> dict[str, int]:

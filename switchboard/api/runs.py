@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from switchboard.api.auth import require_operator
 from switchboard.db import queries
 from switchboard.db.models import RUN_STATUSES
+from switchboard.pipeline import AGENTS
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
-AGENTS = ("watcher", "analyst", "advisor")
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or a wrong API key"},
     403: {"description": "An ingest key (this route needs an operator key), or a cross-site browser request"},

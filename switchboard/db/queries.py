@@ -24,6 +24,7 @@ from switchboard.db.models import (
     ProactiveInsight,
 )
 from switchboard.db.session import get_engine, session_scope
+from switchboard.pipeline import AGENTS
 
 TERMINAL_RUN_STATUSES = ("done", "failed", "awaiting_approval", "expired")
 MAX_CHART_HOURS = 24 * 7
@@ -102,7 +103,7 @@ def run_filter_options() -> dict[str, list[str]]:
         kinds = session.scalars(
             select(ProactiveInsight.kind).distinct().order_by(ProactiveInsight.kind).limit(200)
         ).all()
-    return {"agent": ["watcher", "analyst", "advisor"], "status": list(RUN_STATUSES), "insight_kind": list(kinds)}
+    return {"agent": list(AGENTS), "status": list(RUN_STATUSES), "insight_kind": list(kinds)}
 
 
 def _step_dict(step: AgentStep) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approv
 from switchboard.db.session import database_unreachable, get_engine, session_scope
 from switchboard.hooks import metrics, postgres
 from switchboard.integrations.resilience import Deferred
+from switchboard.pipeline import is_final, previous_step, step_of_task
 from switchboard.redaction import redact, scrub
 
 log = logging.getLogger("switchboard.hooks")
@@ -44,9 +45,8 @@ def _ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
 
 
 def _step_of(task: Any) -> tuple[str, str] | None:
-    from switchboard.tasks.steps import STEP_TASKS
-
-    return STEP_TASKS.get(getattr(task, "name", ""))
+    step = step_of_task(getattr(task, "name", None))
+    return (step.name, step.agent) if step is not None else None
 
 
 def _safe(handler: Any) -> Any:
@@ -98,7 +98,7 @@ def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep
 def _close_previous_step(session: Session, run_id: str, step_name: str, now: dt.datetime) -> None:
     # A step starts only with its predecessor's output, so the predecessor finished — even when
     # the worker that ran it died between publishing this step and writing its own outcome.
-    previous = _previous_step(step_name)
+    previous = previous_step(step_name)
     if previous is None:
         return
     session.execute(
@@ -177,13 +177,6 @@ def stamp_enqueued_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(ENQUEUED_HEADER, time.time())
 
 
-def _previous_step(step_name: str) -> str | None:
-    from switchboard.replay import STEP_ORDER
-
-    index = STEP_ORDER.index(step_name) if step_name in STEP_ORDER else 0
-    return STEP_ORDER[index - 1] if index > 0 else None
-
-
 def _on_postgres() -> bool:
     return get_engine().dialect.name == "postgresql"
 
@@ -205,7 +198,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, args: Any = None, kw
 
     def started(session: Session) -> Prior | None:
         return postgres.step_started(
-            session, run_id=run_id, step=step_name, agent=agent, previous=_previous_step(step_name),
+            session, run_id=run_id, step=step_name, agent=agent, previous=previous_step(step_name),
             task_id=task_id, queue=queue, now=now, enqueued=enqueued, wait_ms=_ms_between(enqueued, now),
             step_input=step_input,
         )  # fmt: skip
@@ -255,9 +248,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     step_name, agent = which
     now = _now()
     output = result if isinstance(result, dict) else {"result": result}
-    from switchboard.tasks.steps import FINAL_STEP
-
-    final = step_name == FINAL_STEP
+    final = is_final(step_name)
 
     def succeeded(session: Session) -> float | None:
         _, latency = postgres.step_succeeded(

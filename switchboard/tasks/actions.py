@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task
 
+from switchboard import approvals
 from switchboard.approvals import execute_approval
 from switchboard.celery_app import app
 from switchboard.errors import Retryable
@@ -25,3 +26,9 @@ def execute_approved(self: Task[Any, Any], approval_id: int) -> dict[str, Any]:
     except Retryable as error:
         countdown = retry_countdown(real_retries(self), error.retry_after_s)
         raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
+
+
+def approve(approval_id: int, *, by: str = "cli") -> str:
+    """Approve a pending action and queue its execution on a worker; returns the task id."""
+    approvals.approve(approval_id, by=by)
+    return str(execute_approved.delay(approval_id).id)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from switchboard.celery_app import app
 from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
+from switchboard.pipeline import STEP_NAMES, is_final
 from switchboard.scheduling import place
 from switchboard.settings import Settings, get_settings
 from switchboard.tasks.runs import PreparedRun, prepare_run, send_run
@@ -186,12 +187,10 @@ def stalled_after_s(settings: Settings) -> float:
 
 def _resume_point(run: AgentRun, steps: dict[str, AgentStep]) -> tuple[str, dict[str, Any]] | None:
     """The step a stalled run continues from and its input (the previous step's stored output)."""
-    from switchboard.replay import STEP_ORDER
-
     previous_output: dict[str, Any] | None = dict(run.input) if run.input else None
-    for name in STEP_ORDER:
+    for name in STEP_NAMES:
         row = steps.get(name)
-        if row is None or row.status != "done" or name == STEP_ORDER[-1]:
+        if row is None or row.status != "done" or is_final(name):
             # Not started, lost mid-way, or the last step (whose outcome was never written): send
             # it again; a step that did finish returns its stored output without redoing anything.
             return (name, previous_output) if previous_output is not None else None

@@ -15,9 +15,11 @@ from celery import chain
 from celery.canvas import Signature
 from sqlalchemy.orm import Session
 
+from switchboard.celery_app import app
 from switchboard.contracts import Alert, WatchRequest
 from switchboard.db.models import AgentRun, ProactiveInsight, new_id
 from switchboard.db.session import session_scope
+from switchboard.pipeline import steps_from
 from switchboard.scheduling import LEVEL_BY_SEVERITY, PRIORITY_BY_LEVEL
 from switchboard.settings import get_settings
 
@@ -30,31 +32,23 @@ class PreparedRun:
     priority: int
 
 
-# The contract each step takes, named in Flower and the worker log instead of its payload.
-_INPUT_CONTRACT = {"watcher": "WatchRequest", "analyst": "WatchResult", "advisor": "Analysis"}
-
-
 def build_chain_from(
     run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None
 ) -> Signature:
     """The rest of a run's canvas from ``step_name`` (its input ``payload``): each step on
-    ``queue`` (with ``priority`` unless None), the run id on every step."""
-    from switchboard.replay import STEP_ORDER
-    from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
-
-    tasks = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
+    ``queue`` (with ``priority`` unless None), the run id on every step. Steps are named by
+    their task names (`pipeline.Step.task_name`), so building a chain imports no task module."""
     options: dict[str, Any] = {"queue": queue}
     if priority is not None:
         options["priority"] = priority
-    remaining = STEP_ORDER[STEP_ORDER.index(step_name) :]
     signatures = []
-    for index, name in enumerate(remaining):
+    for index, step in enumerate(steps_from(step_name)):
         # argsrepr: what Flower and the worker log show as the step's arguments. Celery would
         # otherwise render the payload itself (up to 1 KiB, walked on every publish); the
         # payload is in agent_steps.input, on the dashboard.
-        step_options = {**options, "argsrepr": f"(<{_INPUT_CONTRACT[name]} of run {run_id}>,)"}
+        step_options = {**options, "argsrepr": f"(<{step.takes.__name__} of run {run_id}>,)"}
         args = (payload,) if index == 0 else ()
-        signatures.append(tasks[name].s(*args, run_id=run_id).set(**step_options))
+        signatures.append(app.signature(step.task_name, args, {"run_id": run_id}).set(**step_options))
     return chain(*signatures)
 
 

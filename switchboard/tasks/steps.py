@@ -20,10 +20,6 @@ from switchboard.errors import Permanent, Retryable
 from switchboard.integrations.resilience import Deferred
 from switchboard.settings import get_settings
 
-# task name → (step, agent): the hooks record only these tasks.
-STEP_TASKS: dict[str, tuple[str, str]] = {}
-FINAL_STEP = "advisor"
-
 BACKOFF_BASE_S = 2.0
 RESULT_REPR_CHARS = 200
 _ALLOWED_OPTIONS = {"max_retries", "time_limit", "soft_time_limit"}
@@ -123,7 +119,6 @@ def agent_task(*, step: str, agent: str, **options: Any) -> Callable[[StepBody],
                 countdown = retry_countdown(real_retries(self), None)
                 raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
 
-        STEP_TASKS[name] = (step, agent)
         return run_step
 
     return decorate

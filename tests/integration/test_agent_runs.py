@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from switchboard.agents import watcher
 from switchboard.agents.tools import MAX_FIND
-from switchboard.approvals import ApprovalError, approve, execute_approval, list_approvals
+from switchboard.approvals import ApprovalError, execute_approval, list_approvals
 from switchboard.db.models import (
     ActionExecution,
     AgentConversation,
@@ -25,6 +25,7 @@ from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
 from switchboard.demo.scenarios import EXPECTED, demo_records
 from switchboard.settings import get_settings
+from switchboard.tasks.actions import approve
 from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.steps import analyst_step, watcher_step
 from switchboard.tasks.watch import scan
