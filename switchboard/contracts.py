@@ -183,10 +183,16 @@ class ActionPlan(Contract):
     model: str
 
 
-def action_key(run_id: str, step: str, action_type: str, target: str) -> str:
-    """The idempotency key of one side effect: stable for (run, step, action, target)."""
-    digest = hashlib.sha256(f"{run_id}|{step}|{action_type}|{target}".encode()).hexdigest()[:32]
+def action_key(episode: str, action_type: str, target: str) -> str:
+    """The idempotency key of one side effect: stable for (anomaly episode, action, target), so
+    however often an episode is analysed — a redelivery, a replay, a re-run — it acts once."""
+    digest = hashlib.sha256(f"{episode}|{action_type}|{target}".encode()).hexdigest()[:32]
     return f"{action_type}:{digest}"
+
+
+def episode_of(run_id: str, insight_id: int | None) -> str:
+    """What an action's key belongs to: the run's insight (its anomaly episode), else the run."""
+    return f"insight:{insight_id}" if insight_id is not None else f"run:{run_id}"
 
 
 ContractT = TypeVar("ContractT", bound=Contract)

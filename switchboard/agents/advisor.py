@@ -8,6 +8,7 @@ asking the model again (a second, different plan could otherwise act twice).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -18,7 +19,7 @@ from switchboard.agents.context import RAW_OUTPUTS, StepContext, read_prior
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
-from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, action_key
+from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, action_key, episode_of
 from switchboard.db.models import AgentStep, Approval
 from switchboard.db.session import session_scope
 from switchboard.integrations import actions
@@ -47,9 +48,23 @@ SYSTEM = (
 _action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
 
 
-def _build_plan(ctx: StepContext, analysis: Analysis, answer: dict[str, Any], provider: str, model: str) -> ActionPlan:
+def _target(raw: dict[str, Any], analysis: Analysis) -> str:
+    """What an action acts on, as stable across analyses of one episode as the plan allows: the
+    message's recipient, the disputes under review, else the anomaly's entity."""
+    recipient, disputes = raw.get("recipient"), raw.get("dispute_ids")
+    if raw.get("type") == "draft_customer_message" and isinstance(recipient, dict):
+        return f"{recipient.get('source')}:{recipient.get('type')}:{recipient.get('id')}"
+    if raw.get("type") == "open_stripe_dispute_review" and isinstance(disputes, list):
+        return "disputes:" + ",".join(sorted(str(d) for d in disputes))
+    entity = analysis.alert.entity
+    return f"{entity.source}:{entity.type}:{entity.id}"
+
+
+def _build_plan(analysis: Analysis, answer: dict[str, Any], provider: str, model: str) -> ActionPlan:
     rationale = str(answer.get("rationale") or "")
     built: list[Action] = []
+    episode = episode_of(analysis.run_id, analysis.insight_id)
+    seen: Counter[str] = Counter()
     for index, raw in enumerate(answer.get("actions") or []):
         if not isinstance(raw, dict):
             raise ValueError(f"actions[{index}] is not an object")
@@ -57,8 +72,12 @@ def _build_plan(ctx: StepContext, analysis: Analysis, answer: dict[str, Any], pr
         proposed = str(raw.get("risk") or "low")
         floor = BASE_RISK.get(kind, "high")
         risk = proposed if RISK_ORDER.get(proposed, 2) > RISK_ORDER[floor] else floor
-        fields = {**raw, "risk": risk, "reason": raw.get("reason") or rationale or kind,
-                  "idempotency_key": action_key(analysis.run_id, ctx.step, kind, str(index))}  # fmt: skip
+        # the n-th action of one type on one target: two tasks in one plan stay two, and a
+        # re-analysis of the episode that plans the same task again gets the same key
+        target = f"{kind}|{_target(raw, analysis)}"
+        key = action_key(episode, kind, f"{target}#{seen[target]}")
+        seen[target] += 1
+        fields = {**raw, "risk": risk, "reason": raw.get("reason") or rationale or kind, "idempotency_key": key}
         built.append(_action_adapter.validate_python(fields))
     return ActionPlan(
         run_id=analysis.run_id,
@@ -110,7 +129,7 @@ def plan(ctx: StepContext, analysis: Analysis, settings: Settings) -> ActionPlan
         provider,
         request,
         {},
-        lambda answer: _build_plan(ctx, analysis, answer, ctx.provider or provider.name, ctx.model or provider.model),
+        lambda answer: _build_plan(analysis, answer, ctx.provider or provider.name, ctx.model or provider.model),
     )
     _persist_plan(result, ctx.step)
     return result

@@ -101,7 +101,7 @@ class Facts:
         return len(self._by_id)
 
 
-Detector = Callable[[Facts, dt.datetime], Iterator[Alert]]
+DetectorFunction = Callable[[Facts, dt.datetime], Iterator[Alert]]
 
 
 def robust_z(value: float, baseline: Sequence[float], mad_floor: float) -> tuple[float, float]:
@@ -498,37 +498,69 @@ def calls_no_next_step(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
 
 # --------------------------------------------------------------------------- registry
 
-# detector → (the source its alerts belong to, the sources whose records it reads)
-DETECTORS: dict[Detector, tuple[str, tuple[str, ...]]] = {
-    stripe_failed_payment_spike: ("stripe", ("stripe",)),
-    stripe_refund_spike: ("stripe", ("stripe",)),
-    stripe_dispute_spike: ("stripe", ("stripe",)),
-    stripe_payout_mismatch: ("stripe", ("stripe",)),
-    stripe_charge_without_paid_invoice: ("stripe", ("stripe",)),
-    hubspot_deal_without_owner: ("hubspot", ("hubspot",)),
-    hubspot_contact_without_owner: ("hubspot", ("hubspot",)),
-    hubspot_closed_won_without_payment: ("hubspot", ("hubspot", "stripe")),
-    hubspot_duplicate_company: ("hubspot", ("hubspot",)),
-    hubspot_stale_deal: ("hubspot", ("hubspot",)),
-    calls_connect_rate_drop: ("calls", ("calls",)),
-    calls_short_call_ratio: ("calls", ("calls",)),
-    calls_no_next_step: ("calls", ("calls",)),
-}
+
+@dataclass(frozen=True)
+class Detector:
+    """One detector: the alert kind it raises, the source its alerts belong to, the sources
+    whose records it reads, and the function that finds its alerts."""
+
+    kind: str
+    source: str
+    reads: tuple[str, ...]
+    detect: DetectorFunction
+
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector("stripe_failed_payment_spike", "stripe", ("stripe",), stripe_failed_payment_spike),
+    Detector("stripe_refund_spike", "stripe", ("stripe",), stripe_refund_spike),
+    Detector("stripe_dispute_spike", "stripe", ("stripe",), stripe_dispute_spike),
+    Detector("stripe_payout_mismatch", "stripe", ("stripe",), stripe_payout_mismatch),
+    Detector("stripe_charge_without_paid_invoice", "stripe", ("stripe",), stripe_charge_without_paid_invoice),
+    Detector("hubspot_deal_without_owner", "hubspot", ("hubspot",), hubspot_deal_without_owner),
+    Detector("hubspot_contact_without_owner", "hubspot", ("hubspot",), hubspot_contact_without_owner),
+    Detector(
+        "hubspot_closed_won_without_payment", "hubspot", ("hubspot", "stripe"), hubspot_closed_won_without_payment
+    ),
+    Detector("hubspot_duplicate_company", "hubspot", ("hubspot",), hubspot_duplicate_company),
+    Detector("hubspot_stale_deal", "hubspot", ("hubspot",), hubspot_stale_deal),
+    Detector("calls_connect_rate_drop", "calls", ("calls",), calls_connect_rate_drop),
+    Detector("calls_short_call_ratio", "calls", ("calls",), calls_short_call_ratio),
+    Detector("calls_no_next_step", "calls", ("calls",), calls_no_next_step),
+)
+_BY_KIND = {detector.kind: detector for detector in DETECTORS}
 
 
 def inputs_for(sources: Iterable[str]) -> list[str]:
     """Every source whose records the detectors of `sources` read (e.g. hubspot also needs stripe)."""
     wanted = set(sources)
-    needed = {s for detector_source, reads in DETECTORS.values() if detector_source in wanted for s in reads}
+    needed = {s for detector in DETECTORS if detector.source in wanted for s in detector.reads}
     return sorted(needed | wanted)
 
 
 def reads_of(kind: str) -> list[str] | None:
     """The sources the detector of alert kind `kind` reads (None: no detector raises that kind)."""
-    for detector, (_source, reads) in DETECTORS.items():
-        if detector.__name__ == kind:
-            return sorted(reads)
-    return None
+    detector = _BY_KIND.get(kind)
+    return sorted(detector.reads) if detector is not None else None
+
+
+def detectors_for(
+    sources: Iterable[str] | None = None, disabled: Iterable[str] = (), kinds: Iterable[str] | None = None
+) -> list[Detector]:
+    """The detectors of `sources` (default: every source) that run: not named in `disabled`
+    (SWITCHBOARD_DISABLED_DETECTORS) and, when `kinds` is given, of those alert kinds only."""
+    wanted = set(sources) if sources is not None else None
+    only = set(kinds) if kinds is not None else None
+    off = set(disabled)
+    unknown = off - set(_BY_KIND)
+    if unknown:
+        raise ValueError(f"SWITCHBOARD_DISABLED_DETECTORS names unknown detectors: {sorted(unknown)}")
+    return [
+        detector
+        for detector in DETECTORS
+        if (wanted is None or detector.source in wanted)
+        and (only is None or detector.kind in only)
+        and detector.kind not in off
+    ]
 
 
 def run_detectors(
@@ -542,15 +574,7 @@ def run_detectors(
     """All alerts the detectors of `sources` (default: every source) find, in a stable order;
     detectors named in `disabled` (SWITCHBOARD_DISABLED_DETECTORS) do not run, nor (when
     `kinds` is given) those of other alert kinds."""
-    wanted = set(sources) if sources is not None else None
-    only = set(kinds) if kinds is not None else None
-    off = set(disabled)
-    unknown = off - {detector.__name__ for detector in DETECTORS}
-    if unknown:
-        raise ValueError(f"SWITCHBOARD_DISABLED_DETECTORS names unknown detectors: {sorted(unknown)}")
     alerts: list[Alert] = []
-    for detector, (source, _reads) in DETECTORS.items():
-        name = detector.__name__
-        if (wanted is None or source in wanted) and (only is None or name in only) and name not in off:
-            alerts.extend(detector(facts, now))
+    for detector in detectors_for(sources, disabled, kinds):
+        alerts.extend(detector.detect(facts, now))
     return alerts

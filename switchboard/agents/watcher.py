@@ -9,15 +9,23 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from switchboard.agents.context import StepContext
-from switchboard.agents.detectors import REFERENCE_TYPES, Facts, Record, inputs_for, reads_of, run_detectors
+from switchboard.agents.detectors import (
+    REFERENCE_TYPES,
+    Facts,
+    Record,
+    detectors_for,
+    inputs_for,
+    reads_of,
+    run_detectors,
+)
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
-from switchboard.contracts import SEVERITY_ORDER, Alert, WatchRequest, WatchResult
+from switchboard.contracts import Alert, WatchRequest, WatchResult
+from switchboard.db import runs
 from switchboard.db.models import OPEN_INSIGHT_STATUSES, ProactiveInsight, SourceRecord
 from switchboard.db.session import session_scope
 from switchboard.settings import Settings
@@ -57,54 +65,21 @@ def load_facts(
     )
 
 
-def raise_insight(session: Session, alert: Alert, now: dt.datetime, settings: Settings) -> tuple[int, bool]:
-    """Store an alert as an insight, merged into an open one with the same dedupe key.
-
-    Returns (insight id, created). The partial unique index on open dedupe keys makes two
-    concurrent scans converge on one insight.
-    """
-    for _ in range(3):
-        open_one = session.scalars(
-            select(ProactiveInsight)
-            .where(ProactiveInsight.dedupe_key == alert.dedupe_key, ProactiveInsight.status.in_(OPEN_INSIGHT_STATUSES))
-            .with_for_update()
-        ).first()
-        if open_one is not None:
-            open_one.occurrences += 1
-            if SEVERITY_ORDER[alert.severity] > SEVERITY_ORDER[open_one.severity]:
-                open_one.severity = alert.severity
-            if open_one.status == "new":
-                open_one.payload = alert.model_dump(mode="json")
-            return open_one.id, False
-        insight = ProactiveInsight(
-            kind=alert.kind,
-            source=alert.source,
-            severity=alert.severity,
-            title=alert.title,
-            entity_type=alert.entity.type,
-            entity_id=alert.entity.id,
-            payload=alert.model_dump(mode="json"),
-            dedupe_key=alert.dedupe_key,
-            status="new",
-            sla_deadline=now + dt.timedelta(seconds=settings.sla_for(alert.severity)),
-            next_attempt_at=now,
-        )
-        try:
-            with session.begin_nested():
-                session.add(insight)
-            return insight.id, True
-        except IntegrityError:
-            continue  # a concurrent scan inserted it first: merge into that one
-    raise RuntimeError(f"could not store insight {alert.dedupe_key}")
-
-
 def scan(sources: Iterable[str], now: dt.datetime, settings: Settings) -> list[tuple[int, bool, str]]:
-    """Run the detectors over stored data and raise their alerts; [(insight id, created, severity)]."""
+    """Run the detectors over stored data: each alert is an occurrence of its episode, and the
+    finished episodes these detectors no longer find end. [(insight id, work to run, severity)]"""
     source_list = list(sources)
+    ran = detectors_for(source_list, settings.disabled_detectors)
     with session_scope() as session:
         facts = load_facts(session, sources=source_list, now=now)
         alerts = run_detectors(facts, now, sources=source_list, disabled=settings.disabled_detectors)
-        return [(*raise_insight(session, alert, now, settings), alert.severity) for alert in alerts]
+        raised: list[tuple[int, bool, str]] = [
+            (*runs.record_occurrence(session, alert, now, settings), alert.severity) for alert in alerts
+        ]
+        runs.clear_episodes(
+            session, kinds=[detector.kind for detector in ran], seen=[alert.dedupe_key for alert in alerts], now=now
+        )
+        return raised
 
 
 def _open_alerts(session: Session, source: str, exclude: int | None) -> list[dict[str, Any]]:

@@ -148,13 +148,14 @@ class ProactiveInsight(TimestampMixin, Base):
         CheckConstraint(_in("status", INSIGHT_STATUSES), name="status"),
         # The claim query: due work by status and next attempt time.
         Index(None, "status", "next_attempt_at"),
-        # At most one *open* insight per dedupe key; closed ones may repeat.
+        # One episode per anomaly: at most one uncleared insight per dedupe key, whatever its
+        # status; a cleared one (the detector saw it clear, or an operator resolved it) may repeat.
         Index(
-            "uq_proactive_insights_open_dedupe_key",
+            "uq_proactive_insights_episode_dedupe_key",
             "dedupe_key",
             unique=True,
-            postgresql_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
-            sqlite_where=text(_in("status", OPEN_INSIGHT_STATUSES)),
+            postgresql_where=text("cleared_at IS NULL"),
+            sqlite_where=text("cleared_at IS NULL"),
         ),
         # The Watcher ranks its alert among the open ones of its source, oldest first.
         Index(
@@ -184,6 +185,8 @@ class ProactiveInsight(TimestampMixin, Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     run_id: Mapped[str | None] = mapped_column(String(36))
     queue: Mapped[str | None] = mapped_column(String(64))
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)  # the episode ended
+    cleared_by: Mapped[str | None] = mapped_column(String(64))  # "detector" or the operator
 
 
 class AgentContext(TimestampMixin, Base):

@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from switchboard.db import migrate
+from switchboard.db import runs as lifecycle
 from switchboard.db.models import ProactiveInsight
 from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
 from switchboard.db.records import upsert_records
@@ -78,6 +79,22 @@ def _worker(settings: Settings, console: Console) -> Iterator[None]:
             process.wait()
 
 
+def _resolve_earlier_demo_episodes(now: dt.datetime) -> int:
+    """An earlier demo's anomalies are episodes that never cleared (the demo data persists):
+    resolve them, as an operator would, so this demo raises and runs them again."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(ProactiveInsight.id, ProactiveInsight.kind, ProactiveInsight.entity_id).where(
+                ProactiveInsight.cleared_at.is_(None), ProactiveInsight.status.in_(lifecycle.HANDLED_INSIGHT_STATUSES)
+            )
+        ).all()
+        demo = {(anomaly.kind, anomaly.entity_id) for anomaly in EXPECTED}
+        earlier = [row.id for row in rows if (row.kind, row.entity_id) in demo]
+        for insight_id in earlier:
+            lifecycle.resolve_insight(session, insight_id, by="demo", now=now)
+        return len(earlier)
+
+
 def _still_new(insight_ids: list[int]) -> list[int]:
     # Open insights merged from an earlier demo may already be running; only new ones start runs.
     with session_scope() as session:
@@ -120,6 +137,8 @@ def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console |
             with session_scope() as session:
                 upsert_records(session, records)
             console.print(f"seeded {len(records)} Stripe, HubSpot and call records")
+            if resolved := _resolve_earlier_demo_episodes(now):
+                console.print(f"resolved {resolved} anomaly episode(s) left by an earlier demo")
             outcome = scan.delay(ALL_SOURCES).get(timeout=120)
             insight_ids = outcome["insights"]
             console.print(f"watcher scan raised {len(insight_ids)} insight(s) ({outcome['created']} new)")

@@ -1,6 +1,7 @@
 """Executing Advisor actions, effect-once.
 
-Every action carries an idempotency key derived from (run, step, action). Execution first
+Every action carries an idempotency key derived from (anomaly episode, action, target)
+(`contracts.action_key`): re-analysing an episode never acts twice. Execution first
 claims the key in `action_executions` (unique), then performs the effect, then marks it done.
 A redelivered task finds the key `done` and skips. An attempt that fails releases its claim
 (`released`: the effect may have happened) and the next attempt takes it over at once. One that

@@ -131,18 +131,37 @@ def test_recent_agent_runs_view_shows_the_last_50_newest_first(empty_database: s
     assert (failed.status, failed.error, failed.latency_ms) == ("failed", "boom", 56.0)
 
 
-def test_one_open_insight_per_dedupe_key(empty_database: str) -> None:
+def test_one_uncleared_episode_per_dedupe_key(empty_database: str) -> None:
     migrate.upgrade(empty_database)
+    now = dt.datetime.now(dt.UTC)
 
-    def insight(status: str) -> ProactiveInsight:
+    def insight(status: str, cleared: bool) -> ProactiveInsight:
         return ProactiveInsight(
-            kind="payout_mismatch", source="stripe", severity="high", title="t", dedupe_key="po_1", status=status
-        )
+            kind="payout_mismatch", source="stripe", severity="high", title="t", dedupe_key="po_1", status=status,
+            cleared_at=now if cleared else None, cleared_by="detector" if cleared else None,
+        )  # fmt: skip
 
     with session_scope(empty_database) as session:
-        session.add_all([insight("done"), insight("expired"), insight("new")])
-    with pytest.raises(IntegrityError), session_scope(empty_database) as session:
-        session.add(insight("queued"))
+        session.add_all([insight("done", True), insight("expired", True), insight("done", False)])
+    for status in ("queued", "done"):  # a finished episode that never cleared is still the anomaly's one
+        with pytest.raises(IntegrityError), session_scope(empty_database) as session:
+            session.add(insight(status, False))
     with session_scope(empty_database) as session:
         count = session.query(ProactiveInsight).filter_by(dedupe_key="po_1").count()
     assert count == 3
+
+
+def test_finished_insights_from_before_episodes_are_closed_episodes(empty_database: str) -> None:
+    migrate.upgrade(empty_database, "0007")
+    with get_engine(empty_database).begin() as connection:
+        for status in ("done", "failed", "done", "new"):
+            connection.execute(
+                text("INSERT INTO proactive_insights (kind, source, severity, title, dedupe_key, status, attempts, "
+                     "max_attempts, occurrences) "
+                     "VALUES ('payout_mismatch', 'stripe', 'high', 't', 'po_1', :s, 0, 3, 1)"),
+                {"s": status},
+            )  # fmt: skip
+    migrate.upgrade(empty_database)
+    with session_scope(empty_database) as session:
+        rows = [(i.status, i.cleared_by) for i in session.query(ProactiveInsight).order_by(ProactiveInsight.id)]
+    assert rows == [("done", "migration"), ("failed", "migration"), ("done", "migration"), ("new", None)]

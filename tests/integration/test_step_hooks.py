@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,16 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from switchboard.agents.context import ConversationEntry, Prior, StepContext, open_context, take_prior
-from switchboard.db import migrate
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
-from switchboard.db.session import dispose_engines, get_engine, session_scope
+from switchboard.db.session import get_engine, session_scope
 from switchboard.hooks import postgres
 from switchboard.hooks import runs as hooks
-from switchboard.settings import get_settings
 from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+from tests.support.runs import on_database
 from tests.support.services import DatabaseFactory
 
 NOW = dt.datetime.now(dt.UTC)
 TASKS = {"watcher": watcher_step, "analyst": analyst_step, "advisor": advisor_step}
-
-
-@contextmanager
-def _on_database(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process (hooks included) on a freshly migrated database at ``url``; back after."""
-    migrate.upgrade(url)
-    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        dispose_engines()
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -54,7 +38,7 @@ def backend(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:  # fmt: skip
     url = pg_database_factory.create() if request.param == "postgresql" else f"sqlite:///{tmp_path / 'hooks.db'}"
-    with _on_database(url, monkeypatch):
+    with on_database(url, monkeypatch):
         yield request.param
 
 
@@ -206,7 +190,7 @@ def test_postgres_and_sqlite_paths_write_the_same_rows(
 ) -> None:
     states = []
     for url in (pg_database_factory.create(), f"sqlite:///{tmp_path / 'hooks.db'}"):
-        with _on_database(url, monkeypatch):
+        with on_database(url, monkeypatch):
             states.append(_scenarios())
     postgres_state, sqlite_state = states
     assert postgres_state == sqlite_state
@@ -218,7 +202,7 @@ def test_statements_are_sent_as_text_once_a_connection_lost_its_prepared_ones(
     """What a pooler in transaction mode does: the next transaction runs on a server connection
     that never saw our PREPARE. The hook notices, switches to text, and loses nothing."""
     monkeypatch.setattr(postgres, "_prepare", True)
-    with _on_database(pg_database_factory.create(), monkeypatch):
+    with on_database(pg_database_factory.create(), monkeypatch):
         run = _new_run()
         task_id, _ = _start("watcher", run, {"from": "watcher"})
         with session_scope(autocommit=True) as session:  # the pooled connection the hooks use
@@ -240,7 +224,7 @@ def test_the_last_step_settles_the_run_on_approvals_decided_while_it_waited_for_
 ) -> None:
     """An approval decided while the last step's success waits for the run's lock (the approval
     API holds it): the run must end `done`, not wait for an approval that is no longer pending."""
-    with _on_database(pg_database_factory.create(), monkeypatch):
+    with on_database(pg_database_factory.create(), monkeypatch):
         run = _new_run()
         with session_scope() as session:
             session.add(Approval(run_id=run, action_key=f"{run}:a", action_type="draft_customer_message",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import text
 
+from switchboard.db import migrate
 from switchboard.db.models import AgentRun, new_id
 from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
-from switchboard.db.session import get_engine, session_scope
+from switchboard.db.session import dispose_engines, get_engine, session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.steps import watcher_step
 
@@ -63,3 +67,18 @@ def failed_run() -> str:
     [run] = wait_for_runs([run_id], timeout_s=30)
     assert run["status"] == "failed"
     return run_id
+
+
+@contextmanager
+def on_database(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process (its hooks and in-process worker included) on a freshly migrated database
+    at ``url``; back on the session's database after."""
+    migrate.upgrade(url)
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        dispose_engines()
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -265,7 +265,7 @@ def test_short_call_ratio() -> None:
 def test_every_alert_kind_has_a_detector() -> None:
     from switchboard.contracts import AlertKind
 
-    names = {detector.__name__ for detector in d.DETECTORS}
+    names = {detector.kind for detector in d.DETECTORS}
     assert names == set(AlertKind.__args__)  # type: ignore[attr-defined]
 
 
@@ -329,3 +329,17 @@ def test_no_next_step_ratio() -> None:
     assert list(d.calls_no_next_step(Facts(clear), NOW)) == []
     unknown = [call(n, None) for n in range(12)]  # no content fetched: nothing to judge
     assert list(d.calls_no_next_step(Facts(unknown), NOW)) == []
+
+
+def test_each_detector_raises_only_its_registered_kind_and_source() -> None:
+    # the registry's kind is what clears an episode and picks the Watcher's re-check: a detector
+    # that raised another kind would never have its episodes cleared
+    records = (
+        payout("po_x", 3050, [1000, 2000])
+        + calls("slump", recent=(20, 4), baseline=(40, 24))
+        + [Record(r.source, r.object_type, r.object_id, r.occurred_at, r.data) for r in demo_records(NOW)]
+    )
+    facts = Facts(records)
+    for detector in d.DETECTORS:
+        for alert in detector.detect(facts, NOW):
+            assert (alert.kind, alert.source) == (detector.kind, detector.source)
