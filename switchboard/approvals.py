@@ -6,21 +6,17 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from switchboard.contracts import Action
-from switchboard.db.models import AgentRun, Approval, ProactiveInsight
+from switchboard.db import runs as lifecycle
+from switchboard.db.models import Approval
 from switchboard.db.session import session_scope
-from switchboard.errors import Permanent
+from switchboard.errors import InvalidState, NotFound
 from switchboard.integrations import actions
 from switchboard.integrations.resilience import CallContext
 
 _action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
-
-
-class ApprovalError(Permanent):
-    """The approval does not exist or is not in a state that allows the decision."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +51,15 @@ def _decide(approval_id: int, status: str, by: str, reason: str | None) -> Appro
     with session_scope() as session:
         approval = session.get(Approval, approval_id, with_for_update=True)
         if approval is None:
-            raise ApprovalError(f"no approval {approval_id}")
+            raise NotFound(f"no approval {approval_id}")
         if approval.status != "pending":
-            raise ApprovalError(f"approval {approval_id} is already {approval.status}")
+            raise InvalidState(f"approval {approval_id} is already {approval.status}")
         approval.status = status
         approval.decided_at = dt.datetime.now(dt.UTC)
         approval.decided_by = by
         approval.reason = reason
         if status == "rejected":
-            _finish_run_if_settled(session, approval.run_id)
+            lifecycle.settle_run(session, approval.run_id)
         return approval
 
 
@@ -82,9 +78,9 @@ def execute_approval(approval_id: int) -> bool:
     with session_scope() as session:
         approval = session.get(Approval, approval_id)
         if approval is None:
-            raise ApprovalError(f"no approval {approval_id}")
+            raise NotFound(f"no approval {approval_id}")
         if approval.status not in ("approved", "executed"):
-            raise ApprovalError(f"approval {approval_id} is {approval.status}, not approved")
+            raise InvalidState(f"approval {approval_id} is {approval.status}, not approved")
         action = _action_adapter.validate_python(approval.action)
         run_id = approval.run_id
     performed, _ = actions.execute(run_id, action, CallContext(run_id=run_id, step="approval", agent="advisor"))
@@ -92,22 +88,5 @@ def execute_approval(approval_id: int) -> bool:
         approval = session.get(Approval, approval_id, with_for_update=True)
         assert approval is not None
         approval.status = "executed"
-        _finish_run_if_settled(session, run_id)
+        lifecycle.settle_run(session, run_id)
     return performed
-
-
-def _finish_run_if_settled(session: Session, run_id: str) -> None:
-    """A run waiting for approvals is done once none is pending or approved-but-unexecuted."""
-    open_count = session.scalar(
-        select(func.count())
-        .select_from(Approval)
-        .where(Approval.run_id == run_id, Approval.status.in_(("pending", "approved")))
-    )
-    run = session.get(AgentRun, run_id, with_for_update=True)
-    if open_count or run is None or run.status != "awaiting_approval":
-        return
-    run.status = "done"
-    if run.insight_id is not None:
-        insight = session.get(ProactiveInsight, run.insight_id)
-        if insight is not None and insight.run_id == run_id:
-            insight.status = "done"

@@ -305,13 +305,13 @@ def failures(
 @cli.command()
 def replay(run_id: str) -> None:
     """Re-run a failed run from its failed step; finished steps and executed actions are not repeated."""
-    from switchboard.replay import ReplayError
+    from switchboard.errors import InvalidState, NotFound
     from switchboard.replay import replay as replay_run
 
     _settings()
     try:
         step = replay_run(run_id)
-    except ReplayError as error:
+    except (NotFound, InvalidState) as error:
         console.print(f"[red]switchboard:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     typer.echo(f"run {run_id} queued again from its {step} step")
@@ -398,13 +398,13 @@ def approvals_list(
 @approvals_cli.command("approve")
 def approvals_approve(approval_id: int) -> None:
     """Approve an action; a worker executes it (once)."""
-    from switchboard.approvals import ApprovalError
+    from switchboard.errors import InvalidState, NotFound
     from switchboard.tasks.actions import approve
 
     _settings()
     try:
         task_id = approve(approval_id)
-    except ApprovalError as error:
+    except (NotFound, InvalidState) as error:
         console.print(f"[red]switchboard:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     typer.echo(f"approval {approval_id} approved; execution queued (task {task_id})")
@@ -415,12 +415,13 @@ def approvals_reject(
     approval_id: int, reason: Annotated[str | None, typer.Option(help="Why, for the record")] = None
 ) -> None:
     """Reject an action: it will never run."""
-    from switchboard.approvals import ApprovalError, reject
+    from switchboard.approvals import reject
+    from switchboard.errors import InvalidState, NotFound
 
     _settings()
     try:
         reject(approval_id, reason=reason)
-    except ApprovalError as error:
+    except (NotFound, InvalidState) as error:
         console.print(f"[red]switchboard:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     typer.echo(f"approval {approval_id} rejected")

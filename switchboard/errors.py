@@ -27,5 +27,13 @@ class Permanent(SwitchboardError):
     """A failure that will not go away by retrying (bad input, contract violation)."""
 
 
+class NotFound(Permanent):
+    """What the request names does not exist (the API answers 404)."""
+
+
+class InvalidState(Permanent):
+    """It exists, but its state does not allow the request (the API answers 409)."""
+
+
 class ContractViolation(Permanent):
     """A payload crossing a task boundary did not validate against its contract."""

@@ -26,6 +26,10 @@ class Step:
         return f"switchboard.agents.{self.name}"
 
 
+# Every published message carries its send time in this header (hooks/runs.py stamps it), so a
+# step's queue wait can be measured where it starts.
+ENQUEUED_HEADER = "sb_enqueued_at"
+
 STEPS: tuple[Step, ...] = (
     Step("watcher", "watcher", WatchRequest, WatchResult),
     Step("analyst", "analyst", WatchResult, Analysis),

@@ -10,16 +10,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
+from switchboard.db import runs as lifecycle
+from switchboard.db.models import AgentRun, AgentStep
 from switchboard.db.session import session_scope
-from switchboard.errors import SwitchboardError
-from switchboard.pipeline import STEP_NAMES
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import build_chain_from
-
-
-class ReplayError(SwitchboardError):
-    """The run cannot be replayed (unknown, not failed, or nothing to replay from)."""
 
 
 def failed_runs(limit: int = 50) -> list[dict[str, Any]]:
@@ -48,44 +43,13 @@ def failed_runs(limit: int = 50) -> list[dict[str, Any]]:
 
 
 def replay(run_id: str, *, by: str = "cli") -> str:
-    """Queue a failed run again from its failed step; returns that step's name."""
+    """Queue a failed run again from its failed step; returns that step's name. NotFound for
+    an unknown run, InvalidState (with the reason) for one that cannot be replayed."""
     with session_scope() as session:
-        run = session.get(AgentRun, run_id, with_for_update=True)
-        if run is None:
-            raise ReplayError(f"no run {run_id}")
-        if run.status != "failed":
-            raise ReplayError(f"run {run_id} is {run.status}: only failed runs can be replayed")
-        failed = session.scalars(
-            select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == "failed").order_by(AgentStep.id)
-        ).first()
-        if failed is None or failed.step not in STEP_NAMES:
-            raise ReplayError(f"run {run_id} has no failed agent step to replay from")
-        if failed.input is None or "raw" in failed.input:
-            raise ReplayError(
-                f"run {run_id}: the {failed.step} step's input was not stored as JSON; it cannot be replayed"
-            )
-        payload, step_name = dict(failed.input), failed.step
-        queue = run.queue or get_settings().queue_name("default")
-        priority = run.priority
-        previous_error = run.error
-        run.status = "queued"
-        run.error = None
-        run.finished_at = None
-        if run.insight_id is not None:
-            insight = session.get(ProactiveInsight, run.insight_id)
-            if insight is not None:
-                insight.status = "queued"
-        session.add(
-            AgentDecision(
-                run_id=run_id,
-                step=step_name,
-                agent="operator",
-                kind="replay",
-                input={"from_step": step_name, "by": by, "previous_error": previous_error},
-                output={"queued_at": dt.datetime.now(dt.UTC).isoformat()},
-                status="done",
-            )
-        )
+        step_name, payload = lifecycle.requeue_failed_run(session, run_id, by=by, now=dt.datetime.now(dt.UTC))
+        run = session.get(AgentRun, run_id)
+        assert run is not None  # locked by requeue_failed_run
+        queue, priority = run.queue or get_settings().queue_name("default"), run.priority
     send_from_step(run_id, step_name, payload, queue, priority)
     return step_name
 

@@ -15,12 +15,13 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from switchboard.agents.context import RAW_OUTPUTS, StepContext, read_prior
+from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.toolloop import ask_for_json
 from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, action_key, episode_of
 from switchboard.db.models import AgentStep, Approval
+from switchboard.db.runs import RAW_OUTPUTS
 from switchboard.db.session import session_scope
 from switchboard.integrations import actions
 from switchboard.integrations.resilience import CallContext
@@ -92,7 +93,7 @@ def _build_plan(analysis: Analysis, answer: dict[str, Any], provider: str, model
 
 def _stored_plan(ctx: StepContext) -> ActionPlan | None:
     """The plan an earlier attempt persisted (the step's output when this attempt started)."""
-    output = (ctx.prior or read_prior(ctx.run_id, ctx.step)).output
+    output = ctx.prior.output if ctx.prior else None
     if not output or not output.get("actions"):
         return None
     return ActionPlan.model_validate({key: value for key, value in output.items() if key != RAW_OUTPUTS})

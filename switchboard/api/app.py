@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from switchboard import __version__
 from switchboard.api import approvals, backfill, dashboard, events, health, metrics, runs, webhooks
 from switchboard.api.security import BrowserGuard
+from switchboard.errors import InvalidState, NotFound
 from switchboard.settings import get_settings
+
+
+def _answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
+    return answer
 
 
 def create_app() -> FastAPI:
@@ -16,6 +27,9 @@ def create_app() -> FastAPI:
     # localStorage holds the operator key. /openapi.json stays for any viewer or client.
     api = FastAPI(title="Switchboard", version=__version__, docs_url=None, redoc_url=None)
     api.add_middleware(BrowserGuard, allowed_hosts=get_settings().allowed_hosts)
+    # what a route names may not exist (404) or not allow the request (409): the error says why
+    api.add_exception_handler(NotFound, _answer(404))
+    api.add_exception_handler(InvalidState, _answer(409))
     api.include_router(health.router)
     api.include_router(events.router)
     api.include_router(webhooks.router)

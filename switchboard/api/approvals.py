@@ -45,10 +45,6 @@ def _view(row: approvals.ApprovalView) -> dict[str, Any]:
     return out
 
 
-def _error(error: approvals.ApprovalError) -> HTTPException:
-    return HTTPException(404 if str(error).startswith("no approval") else 409, str(error))
-
-
 @router.get("", responses={401: DECISION_RESPONSES[401], 403: DECISION_RESPONSES[403]})
 async def list_approvals(
     status: str = Query("pending", description="pending, approved, rejected, executed or all"),
@@ -64,10 +60,7 @@ async def list_approvals(
 @router.post("/{approval_id}/approve", status_code=202, responses=DECISION_RESPONSES)
 async def approve(approval_id: ApprovalId) -> dict[str, Any]:
     """Approve a pending action; a worker executes it once (202: queued)."""
-    try:
-        task_id = await run_in_threadpool(actions.approve, approval_id, by="api")
-    except approvals.ApprovalError as error:
-        raise _error(error) from None
+    task_id = await run_in_threadpool(actions.approve, approval_id, by="api")
     return {"approval_id": approval_id, "status": "approved", "task_id": task_id}
 
 
@@ -75,8 +68,5 @@ async def approve(approval_id: ApprovalId) -> dict[str, Any]:
 async def reject(approval_id: ApprovalId, decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     """Reject a pending action: it will never run."""
     reason = decision.reason if decision else None
-    try:
-        await run_in_threadpool(lambda: approvals.reject(approval_id, by="api", reason=reason))
-    except approvals.ApprovalError as error:
-        raise _error(error) from None
+    await run_in_threadpool(lambda: approvals.reject(approval_id, by="api", reason=reason))
     return {"approval_id": approval_id, "status": "rejected"}

@@ -11,6 +11,7 @@ from switchboard.api.auth import require_operator
 from switchboard.db import queries
 from switchboard.db.models import RUN_STATUSES
 from switchboard.pipeline import AGENTS
+from switchboard.replay import replay
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
@@ -63,10 +64,5 @@ async def get_run(run_id: str) -> dict[str, Any]:
 )
 async def replay_run(run_id: str) -> dict[str, Any]:
     """Queue a failed run again from its failed step (finished steps and executed actions are not repeated)."""
-    from switchboard.replay import ReplayError, replay
-
-    try:
-        step = await run_in_threadpool(replay, run_id, by="api")
-    except ReplayError as error:
-        raise HTTPException(404 if str(error) == f"no run {run_id}" else 409, str(error)) from None
+    step = await run_in_threadpool(replay, run_id, by="api")
     return {"run_id": run_id, "replayed_from": step, "status": "queued"}

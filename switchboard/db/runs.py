@@ -1,4 +1,12 @@
-"""THE run lifecycle: the code that changes run, step and insight status.
+"""THE run lifecycle: the only code that changes run, step and insight status.
+
+**Runs** go `queued → running ⇄ retrying → done | awaiting_approval → done | failed` (and
+`expired` for routine work past its SLA). A step's attempt starts (`start_step`), then
+succeeds (`finish_step`), retries (`retry_step`) or fails (`fail_step`); a step starts only
+with its predecessor's output, so its start also closes the predecessor (even when the worker
+that ran it died before recording it), and a redelivered step that already finished is handed
+on as it is (`Prior`). The last step settles the run: waiting for approval while any of its
+actions is pending one, until `settle_run` after the decisions.
 
 Insights are **episodes**: an anomaly is one insight from the scan that first sees it until it
 clears. While it persists, each scan adds an occurrence to that insight — whether its run is
@@ -8,29 +16,47 @@ Only when the detector no longer finds it (`clear_episodes`) or an operator reso
 keyed to the episode (`contracts.action_key`), so however often an episode is analysed, each
 of its actions happens once.
 
-Functions take the caller's `session` and never commit: the caller owns the transaction.
+Functions take the caller's `session` and never commit: the caller owns the transaction —
+except the four step writes, each its own transaction by design (one statement on PostgreSQL,
+`db/runs_postgres.py`; the portable path everywhere else, held to the same rows by
+`tests/integration/test_step_hooks.py`), retried while the database is unreachable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from switchboard.contracts import SEVERITY_ORDER, Alert
-from switchboard.db.models import OPEN_INSIGHT_STATUSES, ProactiveInsight
+from switchboard.db import runs_postgres
+from switchboard.db.models import (
+    OPEN_INSIGHT_STATUSES,
+    AgentConversation,
+    AgentDecision,
+    AgentRun,
+    AgentStep,
+    Approval,
+    ProactiveInsight,
+    new_id,
+)
+from switchboard.db.session import database_unreachable, get_engine, session_scope
+from switchboard.errors import InvalidState, NotFound
+from switchboard.pipeline import is_final, previous_step
 from switchboard.settings import Settings
+
+log = logging.getLogger("switchboard.lifecycle")
 
 # Finished work whose episode may go on: a persisting anomaly adds occurrences to it.
 HANDLED_INSIGHT_STATUSES = ("done", "failed", "expired")
 DETECTOR = "detector"
-
-
-class InsightError(LookupError):
-    """The insight does not exist, or cannot be resolved in its state."""
 
 
 def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings: Settings) -> tuple[int, bool]:
@@ -109,9 +135,361 @@ def resolve_insight(session: Session, insight_id: int, *, by: str, now: dt.datet
     """An operator ends an episode: the anomaly's next occurrence is a new insight."""
     insight = session.get(ProactiveInsight, insight_id, with_for_update=True)
     if insight is None:
-        raise InsightError(f"no insight {insight_id}")
+        raise NotFound(f"no insight {insight_id}")
     if insight.status in OPEN_INSIGHT_STATUSES:
-        raise InsightError(f"insight {insight_id} is {insight.status}: resolve it once its run has finished")
+        raise InvalidState(f"insight {insight_id} is {insight.status}: resolve it once its run has finished")
     if insight.cleared_at is None:
         insight.cleared_at = now
         insight.cleared_by = by[:64]
+
+
+def open_insight(session: Session, **fields: Any) -> None:
+    """An insight raised by something other than a detector (an eval regression): new work."""
+    session.add(ProactiveInsight(status="new", **fields))
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def queue_run(
+    session: Session, insight: ProactiveInsight, *, queue: str, priority: int, now: dt.datetime,
+    request: dict[str, Any], run_id: str | None = None,
+) -> str:  # fmt: skip
+    """Record a queued run for ``insight`` (whose run it becomes) and mark the insight queued."""
+    run_id = run_id or new_id()
+    session.add(
+        AgentRun(id=run_id, insight_id=insight.id, insight_kind=insight.kind, status="queued", queue=queue,
+                 priority=priority, enqueued_at=now, input=request)
+    )  # fmt: skip
+    insight.status = "queued"
+    insight.run_id = run_id
+    insight.queue = queue
+    insight.attempts += 1
+    return run_id
+
+
+def claim_insight(session: Session, insight_id: int, *, expire: bool) -> bool:
+    """Take a new insight for dispatch (or expiry): compare-and-set from `new`, so of several
+    orchestrators exactly one wins; whether this one did."""
+    claimed = session.execute(
+        update(ProactiveInsight)
+        .where(ProactiveInsight.id == insight_id, ProactiveInsight.status == "new")
+        .values(status="expired" if expire else "queued")
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(claimed, "rowcount", 0) == 1
+
+
+def expire_insight(session: Session, insight: ProactiveInsight, *, reason: str, now: dt.datetime) -> None:
+    """A claimed routine insight past its SLA: an `expired` run records that it was never run."""
+    session.add(
+        AgentRun(id=new_id(), insight_id=insight.id, insight_kind=insight.kind, status="expired", error=reason,
+                 finished_at=now)
+    )  # fmt: skip
+    insight.status = "expired"
+
+
+def requeue_failed_run(session: Session, run_id: str, *, by: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """Queue a failed run again from its failed step; (that step, the input it received).
+    NotFound for an unknown run, InvalidState with the reason for one that cannot be replayed."""
+    run = session.get(AgentRun, run_id, with_for_update=True)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    if run.status != "failed":
+        raise InvalidState(f"run {run_id} is {run.status}: only failed runs can be replayed")
+    failed = session.scalars(
+        select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == "failed").order_by(AgentStep.id)
+    ).first()
+    if failed is None:
+        raise InvalidState(f"run {run_id} has no failed agent step to replay from")
+    if failed.input is None or "raw" in failed.input:
+        raise InvalidState(
+            f"run {run_id}: the {failed.step} step's input was not stored as JSON; it cannot be replayed"
+        )
+    previous_error = run.error
+    run.status = "queued"
+    run.error = None
+    run.finished_at = None
+    if run.insight_id is not None:
+        insight = session.get(ProactiveInsight, run.insight_id)
+        if insight is not None:
+            insight.status = "queued"
+    session.add(
+        AgentDecision(run_id=run_id, step=failed.step, agent="operator", kind="replay",
+                      input={"from_step": failed.step, "by": by, "previous_error": previous_error},
+                      output={"queued_at": now.isoformat()}, status="done")
+    )  # fmt: skip
+    return failed.step, dict(failed.input)
+
+
+def settle_run(session: Session, run_id: str) -> None:
+    """A run waiting for approvals is done once none is pending or approved-but-unexecuted."""
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(Approval)
+        .where(Approval.run_id == run_id, Approval.status.in_(("pending", "approved")))
+    )
+    run = session.get(AgentRun, run_id, with_for_update=True)
+    if open_count or run is None or run.status != "awaiting_approval":
+        return
+    run.status = "done"
+    _set_insight_status(session, run, "done")
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A step's state when an attempt of it starts: a finished step's output is handed on
+    instead of being made again, and the Advisor re-uses a plan an earlier attempt persisted
+    instead of asking the model for a second one."""
+
+    status: str | None
+    output: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt of a step spent and said, written with its outcome."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    provider: str | None = None
+    model: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    conversation: list[dict[str, Any]] = field(default_factory=list)  # rows, secrets scrubbed
+    raw_outputs: list[str] = field(default_factory=list)  # unparseable model answers, scrubbed
+
+
+RAW_OUTPUTS = "raw_outputs"  # a failed step's unparseable model answers, kept in its output
+T = TypeVar("T")
+# An outcome that cannot be written because the database is down (a restart, a failover) is
+# written when it is back, not lost: the write waits, in the worker, for up to this long.
+OUTAGE_WAIT_S = 60.0
+
+
+def _on_postgres() -> bool:
+    return get_engine().dialect.name == "postgresql"
+
+
+def _transaction(write: Callable[[Session], T], *, autocommit: bool = False, wait_s: float = OUTAGE_WAIT_S) -> T:
+    """Run ``write`` in one transaction (or, with ``autocommit``, its one statement), retried
+    from scratch while the database is unreachable, for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.25
+    while True:
+        try:
+            with session_scope(autocommit=autocommit) as session:
+                return write(session)
+        except Exception as error:
+            if not database_unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unreachable while recording a step (%s); retrying", type(error).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+def ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
+    """Milliseconds from ``start`` (None: unknown) to ``end``."""
+    start = _aware(start)
+    return (end - start).total_seconds() * 1000 if start else None
+
+
+def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep:
+    row = session.scalars(
+        select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step).with_for_update()
+    ).first()
+    if row is None:
+        row = AgentStep(run_id=run_id, step=step, agent=agent, status="pending", attempt=0, retries=0)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _set_insight_status(session: Session, run: AgentRun, status: str) -> None:
+    if run.insight_id is not None:
+        insight = session.get(ProactiveInsight, run.insight_id)
+        if insight is not None and insight.run_id == run.id:
+            insight.status = status
+
+
+def _add_usage(step: AgentStep, run: AgentRun, attempt: Attempt) -> None:
+    step.tokens_in += attempt.tokens_in
+    step.tokens_out += attempt.tokens_out
+    step.cost_usd += attempt.cost_usd
+    step.provider = attempt.provider or step.provider
+    step.model = attempt.model or step.model
+    run.tokens_in += attempt.tokens_in
+    run.tokens_out += attempt.tokens_out
+    run.cost_usd += attempt.cost_usd
+    if attempt.provider:
+        providers = set(filter(None, (run.provider or "").split("+"))) | {attempt.provider}
+        run.provider = "+".join(sorted(providers))
+        run.model = attempt.model
+
+
+def _write_conversation(session: Session, run_id: str, step: str, agent: str, attempt: Attempt) -> None:
+    for row in attempt.conversation:
+        session.add(
+            AgentConversation(run_id=run_id, step=step, agent=agent, entity_type=attempt.entity_type,
+                              entity_id=attempt.entity_id, **row)
+        )  # fmt: skip
+
+
+def _prior(found: tuple[str | None, dict[str, Any] | None] | None) -> Prior | None:
+    return Prior(*found) if found is not None else None
+
+
+def start_step(
+    *, run_id: str, step: str, agent: str, task_id: str | None, queue: str | None, now: dt.datetime,
+    enqueued: dt.datetime | None, step_input: dict[str, Any] | None,
+) -> Prior | None:  # fmt: skip
+    """An attempt of ``step`` starts: the step (unless it already finished), its run and
+    insight are running, its predecessor done. The step's prior state, or None for an unknown run."""
+    previous = previous_step(step)
+    wait_ms = ms_between(enqueued, now)
+    if _on_postgres():
+        return _transaction(
+            lambda session: _prior(runs_postgres.step_started(
+                session, run_id=run_id, step=step, agent=agent, previous=previous, task_id=task_id, queue=queue,
+                now=now, enqueued=enqueued, wait_ms=wait_ms, step_input=step_input,
+            )),
+            autocommit=True,
+            wait_s=0,
+        )  # fmt: skip
+
+    def write(session: Session) -> Prior | None:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return None
+        row = _step_row(session, run_id, step, agent)
+        prior = Prior(row.status, row.output)
+        if row.status != "done":  # a finished step is handed on as it is (see Prior)
+            row.status = "running"
+            row.attempt += 1
+            row.task_id = task_id
+            row.queue = queue
+            row.started_at = now
+            row.enqueued_at = enqueued
+            row.queue_wait_ms = wait_ms
+            if row.input is None:
+                row.input = step_input
+        run.status = "running"
+        run.agent = agent
+        if run.started_at is None:
+            run.started_at = now
+            run.queue_wait_ms = wait_ms
+        _set_insight_status(session, run, "running")
+        if previous is not None:
+            session.execute(
+                update(AgentStep)
+                .where(AgentStep.run_id == run_id, AgentStep.step == previous, AgentStep.status != "done")
+                .values(status="done", error=None, finished_at=func.coalesce(AgentStep.finished_at, now))
+            )
+        return prior
+
+    # no wait: a start that cannot be written is deferred by the task (`tasks/base.py`), which
+    # frees the worker instead of holding it through the outage
+    return _transaction(write, wait_s=0)
+
+
+def finish_step(
+    *, run_id: str, step: str, agent: str, now: dt.datetime, output: dict[str, Any], attempt: Attempt
+) -> float | None:
+    """``step`` succeeded with ``output``; after the last step the run is settled. Its latency (ms)."""
+    final = is_final(step)
+    if _on_postgres():
+        return _transaction(
+            lambda session: runs_postgres.step_succeeded(
+                session, run_id=run_id, step=step, agent=agent, final=final, now=now, output=output,
+                usage=runs_postgres.Usage(attempt.tokens_in, attempt.tokens_out, attempt.cost_usd, attempt.provider,
+                                          attempt.model),
+                entity_type=attempt.entity_type, entity_id=attempt.entity_id, conversation=attempt.conversation,
+            )[1],
+            autocommit=True,
+        )  # fmt: skip
+
+    def write(session: Session) -> float | None:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return None
+        row = _step_row(session, run_id, step, agent)
+        _add_usage(row, run, attempt)
+        if row.status != "done" or row.output is None:
+            # a step its own success already recorded (done, with its output) keeps that outcome;
+            # one closed by its successor's start (done, no output) gets it now
+            row.output = output
+            row.finished_at = now
+            row.latency_ms = ms_between(row.started_at, now)
+        row.status = "done"
+        row.error = None
+        _write_conversation(session, run_id, step, agent, attempt)
+        if final:
+            pending = session.scalar(
+                select(func.count())
+                .select_from(Approval)
+                .where(Approval.run_id == run_id, Approval.status == "pending")
+            )
+            run.status = "awaiting_approval" if pending else "done"
+            run.finished_at = now
+            run.latency_ms = ms_between(run.enqueued_at or run.created_at, now)
+            run.error = None
+            _set_insight_status(session, run, run.status)
+        return row.latency_ms
+
+    return _transaction(write)
+
+
+def retry_step(*, run_id: str, step: str, agent: str, reason: str, deferred: bool, attempt: Attempt) -> None:
+    """``step`` will be tried again; a deferral (nothing was sent) is not counted as a retry."""
+
+    def write(session: Session) -> None:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return
+        row = _step_row(session, run_id, step, agent)
+        _add_usage(row, run, attempt)
+        row.status = "retrying"
+        row.retries += 0 if deferred else 1
+        row.error = reason
+        run.status = "retrying"
+        run.retries += 0 if deferred else 1
+
+    _transaction(write)
+
+
+def fail_step(*, run_id: str, step: str, agent: str, now: dt.datetime, reason: str, attempt: Attempt) -> float | None:
+    """``step`` failed for good: the run (and its insight) failed, with the reason. Its latency (ms)."""
+
+    def write(session: Session) -> float | None:
+        run = session.get(AgentRun, run_id, with_for_update=True)
+        if run is None:
+            return None
+        row = _step_row(session, run_id, step, agent)
+        _add_usage(row, run, attempt)
+        row.status = "failed"
+        row.finished_at = now
+        row.latency_ms = ms_between(row.started_at, now)
+        row.error = reason
+        if attempt.raw_outputs:
+            # beside what the step already stored: the Advisor's persisted plan must survive,
+            # or a replay would ask for a second plan and act on both
+            row.output = {**(row.output or {}), RAW_OUTPUTS: attempt.raw_outputs}
+        _write_conversation(session, run_id, step, agent, attempt)
+        run.status = "failed"
+        run.agent = agent
+        run.error = f"{step}: {reason}"
+        run.finished_at = now
+        run.latency_ms = ms_between(run.enqueued_at or run.created_at, now)
+        _set_insight_status(session, run, "failed")
+        return row.latency_ms
+
+    return _transaction(write)

@@ -33,7 +33,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from switchboard.db.models import EvalResult, EvalRun, ProactiveInsight
+from switchboard.db import runs as lifecycle
+from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
 from switchboard.evals.scenarios import Scenario, load_scenarios
 from switchboard.settings import Settings, get_settings
@@ -323,15 +324,15 @@ def run_eval(
 
 def _raise_regression(session: Any, result: EvalOutcome, suite: str, settings: Settings) -> None:
     now = dt.datetime.now(dt.UTC)
-    session.add(ProactiveInsight(
-        kind="eval_regression", source="switchboard", severity="high",
+    lifecycle.open_insight(
+        session, kind="eval_regression", source="switchboard", severity="high",
         title=f"Eval regression in suite {suite} ({result.provider}/{result.model})"[:255],
         summary="; ".join(result.regressions)[:4000], entity_type="eval_run", entity_id=result.eval_run_id,
         payload={"eval_run_id": result.eval_run_id, "baseline_id": result.baseline_id,
                  "regressions": result.regressions, "scores": result.scores},
-        dedupe_key=f"eval_regression:{result.eval_run_id}", status="new",
+        dedupe_key=f"eval_regression:{result.eval_run_id}",
         sla_deadline=now + dt.timedelta(seconds=settings.sla_for("high")), next_attempt_at=now,
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def render_html(result: EvalOutcome) -> str:

@@ -12,7 +12,7 @@ from switchboard.db.session import dispose_engines
 
 log = logging.getLogger("switchboard.tasks")
 
-_started: dict[str, float] = {}
+_STARTED = "switchboard_started_at"  # perf_counter at the start, on the task's own request
 
 
 def _after_fork(**_: Any) -> None:
@@ -20,13 +20,13 @@ def _after_fork(**_: Any) -> None:
     dispose_engines()
 
 
-def _task_prerun(task_id: str | None = None, **_: Any) -> None:
-    if task_id:
-        _started[task_id] = time.perf_counter()
+def _task_prerun(task: Any = None, **_: Any) -> None:
+    if task is not None:
+        setattr(task.request, _STARTED, time.perf_counter())
 
 
 def _task_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
-    started = _started.pop(task_id or "", None)
+    started = getattr(getattr(task, "request", None), _STARTED, None)
     duration_ms = (time.perf_counter() - started) * 1000 if started is not None else -1.0
     delivery = getattr(getattr(task, "request", None), "delivery_info", None) or {}
     log.info(

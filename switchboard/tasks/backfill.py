@@ -34,10 +34,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from switchboard.celery_app import app
 from switchboard.db.models import BackfillJob, Event, SourceRecord
 from switchboard.db.session import get_engine, session_scope
-from switchboard.errors import ConfigurationError, Permanent, Retryable
+from switchboard.errors import Permanent
 from switchboard.integrations.resilience import CallContext, Deferred
 from switchboard.redaction import scrub
 from switchboard.settings import Settings, get_settings
+from switchboard.tasks.base import SwitchboardTask, real_retries
 
 log = logging.getLogger("switchboard.backfill")
 
@@ -467,25 +468,21 @@ def advance(job_id: str, max_pages: int, context: CallContext | None = None) -> 
     return False, committed
 
 
-@app.task(name="switchboard.tasks.backfill.run_backfill", bind=True, acks_late=True, max_retries=8)
+class BackfillTask(SwitchboardTask):
+    """A backfill page task: when it fails for good (a permanent error, exhausted retries, a
+    missing credential), its job is marked failed with the reason."""
+
+    abstract = True
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        fail_job(args[0] if args else kwargs["job_id"], exc)
+
+
+@app.task(name="switchboard.tasks.backfill.run_backfill", base=BackfillTask, bind=True, acks_late=True, max_retries=8)
 def run_backfill(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     """Page a backfill job forward from its saved cursor; re-queues itself until done."""
-    from switchboard.tasks.steps import defer, real_retries, retry_budget, retry_countdown
-
     settings = get_settings()
-    try:
-        finished, pages = advance(job_id, settings.backfill_pages_per_task, CallContext(attempt=real_retries(self) + 1))
-    except Deferred as deferred:  # nothing was sent: does not use up the retry budget
-        raise defer(self, deferred) from None
-    except Retryable as error:
-        if real_retries(self) >= (self.max_retries or 0):
-            fail_job(job_id, error)
-            raise Permanent(str(error)) from None
-        countdown = retry_countdown(real_retries(self), error.retry_after_s)
-        raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
-    except (Permanent, ConfigurationError) as error:
-        fail_job(job_id, error)
-        raise
+    finished, pages = advance(job_id, settings.backfill_pages_per_task, CallContext(attempt=real_retries(self) + 1))
     if not finished:
         run_backfill.delay(job_id)
     summary = get_job(job_id) or {}
@@ -548,18 +545,8 @@ def scan_sources(sources: list[str] | None, now: dt.datetime) -> Iterator[tuple[
         yield source, {"missing": len(missing), "job_id": job_id}
 
 
-@app.task(name="switchboard.tasks.backfill.detect_gaps", bind=True, acks_late=True, max_retries=5)
+@app.task(name="switchboard.tasks.backfill.detect_gaps", base=SwitchboardTask, bind=True, acks_late=True,
+          max_retries=5)  # fmt: skip
 def detect_gaps(self: Task[Any, Any], sources: list[str] | None = None) -> dict[str, Any]:
     """Beat job: compare each configured provider with the store; queue a backfill per gap."""
-    from switchboard.tasks.steps import defer, real_retries, retry_budget, retry_countdown
-
-    report: dict[str, Any] = {}
-    try:
-        for source, outcome in scan_sources(sources, dt.datetime.now(dt.UTC)):
-            report[source] = outcome
-    except Deferred as deferred:
-        raise defer(self, deferred) from None
-    except Retryable as error:
-        countdown = retry_countdown(real_retries(self), error.retry_after_s)
-        raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
-    return report
+    return dict(scan_sources(sources, dt.datetime.now(dt.UTC)))

@@ -13,25 +13,16 @@ from celery import Task
 from switchboard.celery_app import app
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
-from switchboard.errors import Retryable
-from switchboard.integrations.resilience import CallContext, Deferred
+from switchboard.integrations.resilience import CallContext
+from switchboard.tasks.base import SwitchboardTask, real_retries
 
 HUBSPOT_TYPES = {"deal": "deals", "contact": "contacts", "company": "companies"}
 
 
-@app.task(name="switchboard.tasks.integrations.fetch", bind=True, acks_late=True, max_retries=8)
+@app.task(name="switchboard.tasks.integrations.fetch", base=SwitchboardTask, bind=True, acks_late=True, max_retries=8)
 def fetch(self: Task[Any, Any], source: str, object_type: str, object_id: str) -> dict[str, Any]:
     """Fetch one object from its source system and store it; returns a short summary."""
-    from switchboard.tasks.steps import defer, real_retries, retry_budget, retry_countdown
-
-    context = CallContext(attempt=real_retries(self) + 1)
-    try:
-        data = _fetch(source, object_type, object_id, context)
-    except Deferred as deferred:  # nothing was sent: does not use up the retry budget
-        raise defer(self, deferred) from None
-    except Retryable as error:
-        countdown = retry_countdown(real_retries(self), error.retry_after_s)
-        raise self.retry(exc=error, countdown=countdown, max_retries=retry_budget(self)) from None
+    data = _fetch(source, object_type, object_id, CallContext(attempt=real_retries(self) + 1))
     with session_scope() as session:
         upsert_records(session, [RecordIn(source, object_type, object_id, dt.datetime.now(dt.UTC), data)])
     return {"source": source, "object_type": object_type, "object_id": object_id, "stored": True}

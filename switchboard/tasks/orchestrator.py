@@ -16,10 +16,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, tuple_, update
+from sqlalchemy import func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from switchboard.celery_app import app
+from switchboard.db import runs as lifecycle
 from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.pipeline import STEP_NAMES, is_final
@@ -97,27 +98,11 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
             insight.next_attempt_at = now + ENTITY_BACKOFF
             counts["deferred"] += 1
             continue
-        new_status = "expired" if placement.action == "expire" else "queued"
-        claimed = session.execute(
-            update(ProactiveInsight)
-            .where(ProactiveInsight.id == insight.id, ProactiveInsight.status == "new")
-            .values(status=new_status)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+        if not lifecycle.claim_insight(session, insight.id, expire=placement.action == "expire"):
             counts["lost_race"] += 1
             continue
         if placement.action == "expire":
-            session.add(
-                AgentRun(
-                    insight_id=insight.id,
-                    insight_kind=insight.kind,
-                    status="expired",
-                    error=placement.reason,
-                    finished_at=now,
-                )
-            )
-            insight.status = "expired"
+            lifecycle.expire_insight(session, insight, reason=placement.reason, now=now)
             counts["expired"] += 1
             _record(session, None, insight, placement.level, placement.priority, placement.reason, "expired")
             continue

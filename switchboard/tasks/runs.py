@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from switchboard.celery_app import app
 from switchboard.contracts import Alert, WatchRequest
-from switchboard.db.models import AgentRun, ProactiveInsight, new_id
+from switchboard.db import runs as lifecycle
+from switchboard.db.models import ProactiveInsight, new_id
 from switchboard.db.session import session_scope
 from switchboard.pipeline import steps_from
 from switchboard.scheduling import LEVEL_BY_SEVERITY, PRIORITY_BY_LEVEL
@@ -63,22 +64,15 @@ def prepare_run(
     """Record a queued run for ``insight`` and mark the insight queued (caller commits)."""
     run_id = new_id()
     request = WatchRequest(run_id=run_id, insight_id=insight.id, alert=Alert.model_validate(insight.payload))
-    session.add(
-        AgentRun(
-            id=run_id,
-            insight_id=insight.id,
-            insight_kind=insight.kind,
-            status="queued",
-            queue=queue,
-            priority=priority,
-            enqueued_at=now,
-            input=request.model_dump(mode="json"),
-        )
+    lifecycle.queue_run(
+        session,
+        insight,
+        queue=queue,
+        priority=priority,
+        now=now,
+        request=request.model_dump(mode="json"),
+        run_id=run_id,
     )
-    insight.status = "queued"
-    insight.run_id = run_id
-    insight.queue = queue
-    insight.attempts += 1
     return PreparedRun(run_id, request, queue, priority)
 
 

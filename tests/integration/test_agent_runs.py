@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from switchboard.agents import watcher
 from switchboard.agents.tools import MAX_FIND
-from switchboard.approvals import ApprovalError, execute_approval, list_approvals
+from switchboard.approvals import execute_approval, list_approvals
 from switchboard.db.models import (
     ActionExecution,
     AgentConversation,
@@ -24,6 +24,7 @@ from switchboard.db.models import (
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
 from switchboard.demo.scenarios import EXPECTED, demo_records
+from switchboard.errors import InvalidState
 from switchboard.settings import get_settings
 from switchboard.tasks.actions import approve
 from switchboard.tasks.runs import dispatch_insight
@@ -155,7 +156,7 @@ def test_high_risk_action_waits_for_approval_then_executes_once(clean: None) -> 
     approve(pending.id)
     run = wait_for_status(run_id, "done")
     assert run["actions_executed"] == 2
-    with pytest.raises(ApprovalError, match="already executed"):
+    with pytest.raises(InvalidState, match="already executed"):
         approve(pending.id)
     assert execute_approval(pending.id) is False  # a redelivered execution finds it done
     with session_scope() as session:

@@ -1,9 +1,8 @@
-"""The step hooks' bookkeeping, on PostgreSQL (one prepared statement per hook) and on SQLite
-(the portable ORM path): the same attempts leave the same rows, and the rows are the ones a
-run's history needs — including the awkward orders a crash or a fast successor produces.
-
-The hooks are called as Celery calls them (the real step tasks, a pushed request), in this
-process, against real databases; no worker is needed to decide what a hook writes.
+"""A step's start (`db/runs.start_step`, as the task base calls it) and its success (the hook,
+as Celery calls it: the real step task, a pushed request carrying the attempt's context), on
+PostgreSQL (one prepared statement each) and on SQLite (the portable path): the same attempts
+leave the same rows, and the rows are the ones a run's history needs — including the awkward
+orders a crash or a fast successor produces. In this process, against real databases.
 """
 
 from __future__ import annotations
@@ -19,10 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from switchboard.agents.context import ConversationEntry, Prior, StepContext, open_context, take_prior
+from switchboard.agents.context import ConversationEntry, StepContext, attach
+from switchboard.db import runs as lifecycle
+from switchboard.db import runs_postgres as postgres
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
+from switchboard.db.runs import Prior
 from switchboard.db.session import get_engine, session_scope
-from switchboard.hooks import postgres
 from switchboard.hooks import runs as hooks
 from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
 from tests.support.runs import on_database
@@ -59,26 +60,25 @@ def _new_run() -> str:
 
 
 def _start(step: str, run_id: str, payload: dict[str, Any]) -> tuple[str, Prior | None]:
-    task, task_id = TASKS[step], str(uuid.uuid4())
-    enqueued = (NOW - dt.timedelta(milliseconds=250)).timestamp()
-    task.push_request(id=task_id, kwargs={"run_id": run_id}, args=[payload], sb_enqueued_at=enqueued,
-                      delivery_info={"routing_key": "t.default"})  # fmt: skip
-    try:
-        hooks.on_prerun(task_id=task_id, task=task, args=[payload], kwargs={"run_id": run_id})
-    finally:
-        task.pop_request()
-    return task_id, take_prior(task_id)
+    """An attempt starts, as the task base records it (`tasks/base.AgentStepTask.begin`)."""
+    task_id = str(uuid.uuid4())
+    prior = lifecycle.start_step(
+        run_id=run_id, step=step, agent=step, task_id=task_id, queue="t.default", now=NOW,
+        enqueued=NOW - dt.timedelta(milliseconds=250), step_input=payload,
+    )  # fmt: skip
+    return task_id, prior
 
 
 def _succeed(step: str, run_id: str, task_id: str, output: dict[str, Any], provider: str | None = None) -> None:
+    """The attempt succeeds, as Celery tells the hooks: the task's request carries its context."""
     task = TASKS[step]
+    task.push_request(id=task_id, kwargs={"run_id": run_id})
     if provider is not None:  # the attempt called a model: usage and a transcript to record
-        ctx = open_context(StepContext(run_id=run_id, step=step, agent=step, task_id=task_id,
-                                       entity_type="deal", entity_id="d1"))  # fmt: skip
+        ctx = attach(task.request, StepContext(run_id=run_id, step=step, agent=step, task_id=task_id,
+                                               entity_type="deal", entity_id="d1"))  # fmt: skip
         ctx.tokens_in, ctx.tokens_out, ctx.cost_usd, ctx.provider, ctx.model = 100, 20, 0.5, provider, f"{provider}-m"
         reply = ConversationEntry("assistant", "the owner left", provider, f"{provider}-m", 100, 20)
         ctx.conversation = [ConversationEntry("user", "explain d1"), reply]
-    task.push_request(id=task_id, kwargs={"run_id": run_id})
     try:
         hooks.on_success(sender=task, result=output)
     finally:

@@ -18,6 +18,7 @@ from switchboard.db import migrate
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import ProactiveInsight
 from switchboard.db.session import dispose_engines, session_scope
+from switchboard.errors import InvalidState, NotFound
 from switchboard.settings import load_settings
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -94,12 +95,12 @@ def test_an_episode_ends_when_its_detector_no_longer_finds_it_and_recurs_as_a_ne
 
 def test_an_operator_resolves_a_finished_episode_only(session: Session) -> None:
     insight_id, _ = lifecycle.record_occurrence(session, _alert(entity="d6"), NOW, SETTINGS)
-    with pytest.raises(lifecycle.InsightError, match="is new"):
+    with pytest.raises(InvalidState, match="is new"):
         lifecycle.resolve_insight(session, insight_id, by="ops@example.com", now=NOW)
     _finish(session, insight_id)
     lifecycle.resolve_insight(session, insight_id, by="ops@example.com", now=NOW)
     assert lifecycle.record_occurrence(session, _alert(entity="d6"), NOW, SETTINGS)[0] != insight_id
-    with pytest.raises(lifecycle.InsightError, match="no insight"):
+    with pytest.raises(NotFound, match="no insight"):
         lifecycle.resolve_insight(session, 10**9, by="ops", now=NOW)
 
 

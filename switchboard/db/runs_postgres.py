@@ -1,4 +1,5 @@
-"""The step hooks' writes on PostgreSQL: one statement per hook.
+"""Two run-lifecycle writes on PostgreSQL, one statement each: a step's start and its success
+(`db/runs.py` calls them behind `start_step` and `finish_step`).
 
 A step's start touches the run, the step, the insight and the previous step; its success the
 step, the run (totals, and the outcome after the last step), the insight and the step's
@@ -8,7 +9,7 @@ step once the model is fast. Here each hook is one statement of data-modifying C
 Every CTE that writes reads from `run`, the UPDATE of the run's row: the run row is locked
 first, as the ORM path (`session.get(..., with_for_update=True)`) does, so the hooks of one
 run serialise on it and never deadlock on each other. The semantics are those of the portable
-ORM path in `switchboard.hooks.runs`; `tests/integration/test_step_hooks.py` runs both.
+path in `switchboard.db.runs`; `tests/integration/test_step_hooks.py` runs both.
 
 The statements run in autocommit (each is its own transaction: no BEGIN/COMMIT round trips)
 and are PREPAREd once per connection: planning them cost as much as running them. Behind a
@@ -35,9 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from switchboard.agents.context import Prior
-
-log = logging.getLogger("switchboard.hooks")
+log = logging.getLogger("switchboard.lifecycle")
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 # invalid_sql_statement_name (not prepared on this server connection), duplicate_prepared_statement,
@@ -158,15 +157,15 @@ def step_started(
     enqueued: dt.datetime | None,
     wait_ms: float | None,
     step_input: dict[str, Any] | None,
-) -> Prior | None:
+) -> tuple[str | None, dict[str, Any] | None] | None:
     """Mark the step running (unless it already finished) and the run, insight and previous
-    step accordingly; the step's prior state, or None for an unknown run."""
+    step accordingly; the step's prior (status, output), or None for an unknown run."""
     row = _STARTED.execute(
         session,
         {"run_id": run_id, "step": step, "agent": agent, "previous": previous, "task_id": task_id, "queue": queue,
          "now": now, "enqueued": enqueued, "wait_ms": wait_ms, "input": step_input},
     )  # fmt: skip
-    return Prior(row.status, row.output) if row.found else None
+    return (row.status, row.output) if row.found else None
 
 
 _FINISHED = """
