@@ -85,7 +85,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def celery_worker(database_url: str, redis_url: str) -> Iterator[object]:
-    """An in-process Celery worker (threads pool) consuming this session's four queues."""
+    """An in-process Celery worker (threads pool, 16 threads) consuming this session's four queues."""
     from celery.contrib.testing.worker import start_worker
 
     from switchboard.celery_app import app
@@ -94,7 +94,7 @@ def celery_worker(database_url: str, redis_url: str) -> Iterator[object]:
     with start_worker(
         app,
         pool="threads",
-        concurrency=4,
+        concurrency=16,  # as agent queues run in production: the suite's runs overlap on threads
         queues=get_settings().all_queues,
         perform_ping_check=False,
         shutdown_timeout=30.0,
