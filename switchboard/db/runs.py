@@ -371,7 +371,8 @@ def start_step(
         if run is None:
             return None
         row = _step_row(session, run_id, step, agent)
-        prior = Prior(row.status, row.output)
+        # a row made just now was not there before: no prior state (as on PostgreSQL)
+        prior = Prior(None, None) if row.attempt == 0 and row.status == "pending" else Prior(row.status, row.output)
         if row.status != "done":  # a finished step is handed on as it is (see Prior)
             row.status = "running"
             row.attempt += 1

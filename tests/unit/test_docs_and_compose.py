@@ -44,3 +44,13 @@ def test_compose_services_run_real_cli_commands() -> None:
     assert beats == ["beat"] and services["beat"]["deploy"]["replicas"] == 1
     assert services["migrate"]["restart"] == "no"
     assert "SWITCHBOARD_FLOWER_BASIC_AUTH" in services["flower"]["environment"]
+
+
+def test_readme_points_at_nothing_outside_the_repo_and_links_the_architecture() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme
+    assert "(docs/architecture.md)" in readme and (ROOT / "docs" / "architecture.md").is_file()
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    # the modules the plan names as homes exist
+    for module in re.findall(r"`((?:switchboard/)?(?:db|tasks|hooks|api)/[a-z_]+\.py)`", architecture):
+        assert (ROOT / "switchboard" / module.removeprefix("switchboard/")).is_file(), module

@@ -128,3 +128,111 @@ def test_action_keys_belong_to_the_episode_and_target_not_the_run() -> None:
     assert len(set(keys)) == 3  # two tasks in one plan stay two
     assert [action.idempotency_key for action in rerun.actions] == keys
     assert not set(keys) & {action.idempotency_key for action in other_episode.actions}
+
+
+# --------------------------------------------------------------------------- a run's transitions
+
+
+@pytest.fixture()
+def on_sqlite(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The step writes open their own transactions on the configured database: this SQLite file."""
+    from switchboard.settings import get_settings
+
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database)
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def _queued_run(database: str, entity: str) -> tuple[str, int]:
+    with session_scope(database) as session:
+        insight_id, _ = lifecycle.record_occurrence(session, _alert(entity=entity), NOW, SETTINGS)
+        insight = session.get(ProactiveInsight, insight_id)
+        assert insight is not None
+        run_id = lifecycle.queue_run(session, insight, queue="default", priority=5, now=NOW, request={"r": 1})
+    return run_id, insight_id
+
+
+def _statuses(database: str, run_id: str, insight_id: int) -> tuple[str, dict[str, str], str]:
+    from switchboard.db.models import AgentRun, AgentStep
+
+    with session_scope(database) as session:
+        run = session.get(AgentRun, run_id)
+        insight = session.get(ProactiveInsight, insight_id)
+        assert run is not None and insight is not None
+        steps = {s.step: s.status for s in session.query(AgentStep).filter_by(run_id=run_id)}
+        return run.status, steps, insight.status
+
+
+def _start(run_id: str, step: str) -> lifecycle.Prior | None:
+    return lifecycle.start_step(run_id=run_id, step=step, agent=step, task_id=f"t-{step}", queue="default", now=NOW,
+                                enqueued=NOW, step_input={"step": step})  # fmt: skip
+
+
+def test_a_run_goes_through_its_steps_and_a_redelivered_finished_step_is_handed_on(
+    database: str, on_sqlite: None
+) -> None:
+    run_id, insight_id = _queued_run(database, "r1")
+    assert _statuses(database, run_id, insight_id) == ("queued", {}, "queued")
+    assert _start(run_id, "watcher") == lifecycle.Prior(None, None)
+    assert _statuses(database, run_id, insight_id) == ("running", {"watcher": "running"}, "running")
+    lifecycle.finish_step(run_id=run_id, step="watcher", agent="watcher", now=NOW, output={"w": 1},
+                          attempt=lifecycle.Attempt())  # fmt: skip
+    assert _start(run_id, "watcher") == lifecycle.Prior("done", {"w": 1})  # redelivered: handed on
+    _start(run_id, "analyst")
+    _start(run_id, "advisor")  # the analyst's success was never written: its successor closes it
+    assert _statuses(database, run_id, insight_id)[1] == {"watcher": "done", "analyst": "done", "advisor": "running"}
+    lifecycle.finish_step(run_id=run_id, step="advisor", agent="advisor", now=NOW, output={"a": 1},
+                          attempt=lifecycle.Attempt())  # fmt: skip
+    assert _statuses(database, run_id, insight_id)[::2] == ("done", "done")
+    assert _start("no-such-run", "watcher") is None
+
+
+def test_retries_deferrals_and_a_permanent_failure_then_a_replay(database: str, on_sqlite: None) -> None:
+    from switchboard.db.models import AgentRun, AgentStep
+
+    run_id, insight_id = _queued_run(database, "r2")
+    _start(run_id, "watcher")
+    lifecycle.retry_step(run_id=run_id, step="watcher", agent="watcher", reason="Retryable: 529", deferred=False,
+                         attempt=lifecycle.Attempt())  # fmt: skip
+    lifecycle.retry_step(run_id=run_id, step="watcher", agent="watcher", reason="Deferred: budget", deferred=True,
+                         attempt=lifecycle.Attempt())  # fmt: skip
+    with session_scope(database) as session:
+        run = session.get(AgentRun, run_id)
+        assert run is not None and (run.status, run.retries) == ("retrying", 1)  # a deferral is no retry
+    _start(run_id, "watcher")
+    lifecycle.fail_step(run_id=run_id, step="watcher", agent="watcher", now=NOW, reason="ContractViolation: bad",
+                        attempt=lifecycle.Attempt(raw_outputs=["not json"]))  # fmt: skip
+    assert _statuses(database, run_id, insight_id) == ("failed", {"watcher": "failed"}, "failed")
+    with session_scope(database) as session:
+        step = session.query(AgentStep).filter_by(run_id=run_id).one()
+        assert step.output == {lifecycle.RAW_OUTPUTS: ["not json"]} and step.error == "ContractViolation: bad"
+
+    with session_scope(database) as session:
+        assert lifecycle.requeue_failed_run(session, run_id, by="ops", now=NOW) == ("watcher", {"step": "watcher"})
+    assert _statuses(database, run_id, insight_id)[::2] == ("queued", "queued")
+    with pytest.raises(InvalidState, match="only failed runs"), session_scope(database) as session:
+        lifecycle.requeue_failed_run(session, run_id, by="ops", now=NOW)
+    with pytest.raises(NotFound), session_scope(database) as session:
+        lifecycle.requeue_failed_run(session, "no-such-run", by="ops", now=NOW)
+
+
+def test_a_run_waits_for_its_approvals_and_is_settled_by_the_last_decision(database: str, on_sqlite: None) -> None:
+    from switchboard.db.models import Approval
+
+    run_id, insight_id = _queued_run(database, "r3")
+    with session_scope(database) as session:
+        session.add(Approval(run_id=run_id, action_key=f"{run_id}:m", action_type="draft_customer_message",
+                             action={}, risk="high", status="pending"))  # fmt: skip
+    _start(run_id, "advisor")
+    lifecycle.finish_step(run_id=run_id, step="advisor", agent="advisor", now=NOW, output={"a": 1},
+                          attempt=lifecycle.Attempt())  # fmt: skip
+    assert _statuses(database, run_id, insight_id)[::2] == ("awaiting_approval", "awaiting_approval")
+    with session_scope(database) as session:
+        lifecycle.settle_run(session, run_id)  # still pending: nothing changes
+    assert _statuses(database, run_id, insight_id)[0] == "awaiting_approval"
+    with session_scope(database) as session:
+        session.query(Approval).filter_by(run_id=run_id).update({"status": "rejected"})
+        lifecycle.settle_run(session, run_id)
+    assert _statuses(database, run_id, insight_id)[::2] == ("done", "done")
