@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -45,12 +46,45 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
 SEVERITIES = ("low", "medium", "high", "critical")
-INSIGHT_STATUSES = ("new", "queued", "running", "done", "failed", "expired", "awaiting_approval", "merged")
+
+
+class InsightStatus(StrEnum):
+    NEW = "new"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    AWAITING_APPROVAL = "awaiting_approval"
+    MERGED = "merged"
+
+
+class RunStatus(StrEnum):
+    """The status of a run, and of each of its steps."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXPIRED = "expired"
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+
+
+INSIGHT_STATUSES = tuple(status.value for status in InsightStatus)
 OPEN_INSIGHT_STATUSES = ("new", "queued", "running", "awaiting_approval")
-RUN_STATUSES = ("pending", "queued", "running", "retrying", "done", "failed", "awaiting_approval", "expired")
+RUN_STATUSES = tuple(status.value for status in RunStatus)
 TOOL_CALL_STATUSES = ("pending", "retrying", "done", "failed")
 BACKFILL_STATUSES = ("pending", "running", "done", "failed")
-APPROVAL_STATUSES = ("pending", "approved", "rejected", "executed")
+APPROVAL_STATUSES = tuple(status.value for status in ApprovalStatus)
 
 
 def new_id() -> str:

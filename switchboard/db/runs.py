@@ -44,7 +44,10 @@ from switchboard.db.models import (
     AgentRun,
     AgentStep,
     Approval,
+    ApprovalStatus,
+    InsightStatus,
     ProactiveInsight,
+    RunStatus,
     new_id,
 )
 from switchboard.db.session import database_unreachable, get_engine, session_scope
@@ -55,7 +58,7 @@ from switchboard.settings import Settings
 log = logging.getLogger("switchboard.lifecycle")
 
 # Finished work whose episode may go on: a persisting anomaly adds occurrences to it.
-HANDLED_INSIGHT_STATUSES = ("done", "failed", "expired")
+HANDLED_INSIGHT_STATUSES = (InsightStatus.DONE, InsightStatus.FAILED, InsightStatus.EXPIRED)
 DETECTOR = "detector"
 
 
@@ -76,11 +79,11 @@ def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings
             worse = SEVERITY_ORDER[alert.severity] > SEVERITY_ORDER[episode.severity]
             if worse:
                 episode.severity = alert.severity
-            if episode.status == "new":
+            if episode.status == InsightStatus.NEW:
                 episode.payload = alert.model_dump(mode="json")
             if worse and episode.status in HANDLED_INSIGHT_STATUSES:
                 # worse than when it was handled: run it again (its actions keep their keys)
-                episode.status = "new"
+                episode.status = InsightStatus.NEW
                 episode.payload = alert.model_dump(mode="json")
                 episode.title = alert.title
                 episode.attempts = 0
@@ -97,7 +100,7 @@ def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings
             entity_id=alert.entity.id,
             payload=alert.model_dump(mode="json"),
             dedupe_key=alert.dedupe_key,
-            status="new",
+            status=InsightStatus.NEW,
             sla_deadline=now + dt.timedelta(seconds=settings.sla_for(alert.severity)),
             next_attempt_at=now,
         )
@@ -145,7 +148,7 @@ def resolve_insight(session: Session, insight_id: int, *, by: str, now: dt.datet
 
 def open_insight(session: Session, **fields: Any) -> None:
     """An insight raised by something other than a detector (an eval regression): new work."""
-    session.add(ProactiveInsight(status="new", **fields))
+    session.add(ProactiveInsight(status=InsightStatus.NEW, **fields))
 
 
 # --------------------------------------------------------------------------- runs
@@ -158,10 +161,10 @@ def queue_run(
     """Record a queued run for ``insight`` (whose run it becomes) and mark the insight queued."""
     run_id = run_id or new_id()
     session.add(
-        AgentRun(id=run_id, insight_id=insight.id, insight_kind=insight.kind, status="queued", queue=queue,
+        AgentRun(id=run_id, insight_id=insight.id, insight_kind=insight.kind, status=RunStatus.QUEUED, queue=queue,
                  priority=priority, enqueued_at=now, input=request)
     )  # fmt: skip
-    insight.status = "queued"
+    insight.status = InsightStatus.QUEUED
     insight.run_id = run_id
     insight.queue = queue
     insight.attempts += 1
@@ -173,8 +176,8 @@ def claim_insight(session: Session, insight_id: int, *, expire: bool) -> bool:
     orchestrators exactly one wins; whether this one did."""
     claimed = session.execute(
         update(ProactiveInsight)
-        .where(ProactiveInsight.id == insight_id, ProactiveInsight.status == "new")
-        .values(status="expired" if expire else "queued")
+        .where(ProactiveInsight.id == insight_id, ProactiveInsight.status == InsightStatus.NEW)
+        .values(status=InsightStatus.EXPIRED if expire else InsightStatus.QUEUED)
         .execution_options(synchronize_session=False)
     )
     return getattr(claimed, "rowcount", 0) == 1
@@ -183,10 +186,10 @@ def claim_insight(session: Session, insight_id: int, *, expire: bool) -> bool:
 def expire_insight(session: Session, insight: ProactiveInsight, *, reason: str, now: dt.datetime) -> None:
     """A claimed routine insight past its SLA: an `expired` run records that it was never run."""
     session.add(
-        AgentRun(id=new_id(), insight_id=insight.id, insight_kind=insight.kind, status="expired", error=reason,
+        AgentRun(id=new_id(), insight_id=insight.id, insight_kind=insight.kind, status=RunStatus.EXPIRED, error=reason,
                  finished_at=now)
     )  # fmt: skip
-    insight.status = "expired"
+    insight.status = InsightStatus.EXPIRED
 
 
 def requeue_failed_run(session: Session, run_id: str, *, by: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
@@ -195,10 +198,10 @@ def requeue_failed_run(session: Session, run_id: str, *, by: str, now: dt.dateti
     run = session.get(AgentRun, run_id, with_for_update=True)
     if run is None:
         raise NotFound(f"no run {run_id}")
-    if run.status != "failed":
+    if run.status != RunStatus.FAILED:
         raise InvalidState(f"run {run_id} is {run.status}: only failed runs can be replayed")
     failed = session.scalars(
-        select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == "failed").order_by(AgentStep.id)
+        select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.status == RunStatus.FAILED).order_by(AgentStep.id)
     ).first()
     if failed is None:
         raise InvalidState(f"run {run_id} has no failed agent step to replay from")
@@ -207,13 +210,13 @@ def requeue_failed_run(session: Session, run_id: str, *, by: str, now: dt.dateti
             f"run {run_id}: the {failed.step} step's input was not stored as JSON; it cannot be replayed"
         )
     previous_error = run.error
-    run.status = "queued"
+    run.status = RunStatus.QUEUED
     run.error = None
     run.finished_at = None
     if run.insight_id is not None:
         insight = session.get(ProactiveInsight, run.insight_id)
         if insight is not None:
-            insight.status = "queued"
+            insight.status = InsightStatus.QUEUED
     session.add(
         AgentDecision(run_id=run_id, step=failed.step, agent="operator", kind="replay",
                       input={"from_step": failed.step, "by": by, "previous_error": previous_error},
@@ -227,13 +230,13 @@ def settle_run(session: Session, run_id: str) -> None:
     open_count = session.scalar(
         select(func.count())
         .select_from(Approval)
-        .where(Approval.run_id == run_id, Approval.status.in_(("pending", "approved")))
+        .where(Approval.run_id == run_id, Approval.status.in_((ApprovalStatus.PENDING, ApprovalStatus.APPROVED)))
     )
     run = session.get(AgentRun, run_id, with_for_update=True)
-    if open_count or run is None or run.status != "awaiting_approval":
+    if open_count or run is None or run.status != RunStatus.AWAITING_APPROVAL:
         return
-    run.status = "done"
-    _set_insight_status(session, run, "done")
+    run.status = RunStatus.DONE
+    _set_insight_status(session, run, InsightStatus.DONE)
 
 
 # --------------------------------------------------------------------------- steps
@@ -308,7 +311,7 @@ def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep
         select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step).with_for_update()
     ).first()
     if row is None:
-        row = AgentStep(run_id=run_id, step=step, agent=agent, status="pending", attempt=0, retries=0)
+        row = AgentStep(run_id=run_id, step=step, agent=agent, status=RunStatus.PENDING, attempt=0, retries=0)
         session.add(row)
         session.flush()
     return row
@@ -372,9 +375,11 @@ def start_step(
             return None
         row = _step_row(session, run_id, step, agent)
         # a row made just now was not there before: no prior state (as on PostgreSQL)
-        prior = Prior(None, None) if row.attempt == 0 and row.status == "pending" else Prior(row.status, row.output)
-        if row.status != "done":  # a finished step is handed on as it is (see Prior)
-            row.status = "running"
+        prior = (
+            Prior(None, None) if row.attempt == 0 and row.status == RunStatus.PENDING else Prior(row.status, row.output)
+        )
+        if row.status != RunStatus.DONE:  # a finished step is handed on as it is (see Prior)
+            row.status = RunStatus.RUNNING
             row.attempt += 1
             row.task_id = task_id
             row.queue = queue
@@ -383,17 +388,17 @@ def start_step(
             row.queue_wait_ms = wait_ms
             if row.input is None:
                 row.input = step_input
-        run.status = "running"
+        run.status = RunStatus.RUNNING
         run.agent = agent
         if run.started_at is None:
             run.started_at = now
             run.queue_wait_ms = wait_ms
-        _set_insight_status(session, run, "running")
+        _set_insight_status(session, run, InsightStatus.RUNNING)
         if previous is not None:
             session.execute(
                 update(AgentStep)
-                .where(AgentStep.run_id == run_id, AgentStep.step == previous, AgentStep.status != "done")
-                .values(status="done", error=None, finished_at=func.coalesce(AgentStep.finished_at, now))
+                .where(AgentStep.run_id == run_id, AgentStep.step == previous, AgentStep.status != RunStatus.DONE)
+                .values(status=RunStatus.DONE, error=None, finished_at=func.coalesce(AgentStep.finished_at, now))
             )
         return prior
 
@@ -424,22 +429,22 @@ def finish_step(
             return None
         row = _step_row(session, run_id, step, agent)
         _add_usage(row, run, attempt)
-        if row.status != "done" or row.output is None:
+        if row.status != RunStatus.DONE or row.output is None:
             # a step its own success already recorded (done, with its output) keeps that outcome;
             # one closed by its successor's start (done, no output) gets it now
             row.output = output
             row.finished_at = now
             row.latency_ms = ms_between(row.started_at, now)
-        row.status = "done"
+        row.status = RunStatus.DONE
         row.error = None
         _write_conversation(session, run_id, step, agent, attempt)
         if final:
             pending = session.scalar(
                 select(func.count())
                 .select_from(Approval)
-                .where(Approval.run_id == run_id, Approval.status == "pending")
+                .where(Approval.run_id == run_id, Approval.status == ApprovalStatus.PENDING)
             )
-            run.status = "awaiting_approval" if pending else "done"
+            run.status = RunStatus.AWAITING_APPROVAL if pending else RunStatus.DONE
             run.finished_at = now
             run.latency_ms = ms_between(run.enqueued_at or run.created_at, now)
             run.error = None
@@ -458,10 +463,10 @@ def retry_step(*, run_id: str, step: str, agent: str, reason: str, deferred: boo
             return
         row = _step_row(session, run_id, step, agent)
         _add_usage(row, run, attempt)
-        row.status = "retrying"
+        row.status = RunStatus.RETRYING
         row.retries += 0 if deferred else 1
         row.error = reason
-        run.status = "retrying"
+        run.status = RunStatus.RETRYING
         run.retries += 0 if deferred else 1
 
     _transaction(write)
@@ -476,7 +481,7 @@ def fail_step(*, run_id: str, step: str, agent: str, now: dt.datetime, reason: s
             return None
         row = _step_row(session, run_id, step, agent)
         _add_usage(row, run, attempt)
-        row.status = "failed"
+        row.status = RunStatus.FAILED
         row.finished_at = now
         row.latency_ms = ms_between(row.started_at, now)
         row.error = reason
@@ -485,12 +490,12 @@ def fail_step(*, run_id: str, step: str, agent: str, now: dt.datetime, reason: s
             # or a replay would ask for a second plan and act on both
             row.output = {**(row.output or {}), RAW_OUTPUTS: attempt.raw_outputs}
         _write_conversation(session, run_id, step, agent, attempt)
-        run.status = "failed"
+        run.status = RunStatus.FAILED
         run.agent = agent
         run.error = f"{step}: {reason}"
         run.finished_at = now
         run.latency_ms = ms_between(run.enqueued_at or run.created_at, now)
-        _set_insight_status(session, run, "failed")
+        _set_insight_status(session, run, InsightStatus.FAILED)
         return row.latency_ms
 
     return _transaction(write)
