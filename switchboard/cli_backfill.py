@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from switchboard.utc import as_utc
+
 console = Console(stderr=True, soft_wrap=True)
 
 SOURCES = ("stripe", "hubspot", "calls")
@@ -34,7 +36,7 @@ def parse_when(value: str, option: str) -> dt.datetime:
         raise _fail(
             f"{option} {value!r} is not an ISO date or datetime (e.g. 2026-11-01 or 2026-11-01T08:00:00Z)"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return as_utc(parsed)
 
 
 def _describe(job: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from switchboard.settings import Settings
+from switchboard.utc import as_utc
 
 LEVEL_BY_SEVERITY = {"critical": "critical", "high": "high", "medium": "default", "low": "low"}
 LEVELS = ("critical", "high", "default", "low")
@@ -30,10 +31,6 @@ class Placement:
     reason: str
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def place(
     severity: str, sla_deadline: dt.datetime | None, created_at: dt.datetime, now: dt.datetime, settings: Settings
 ) -> Placement:
@@ -41,7 +38,7 @@ def place(
     level = LEVEL_BY_SEVERITY[severity]
     if sla_deadline is None:
         return Placement("dispatch", level, PRIORITY_BY_LEVEL[level], f"{severity}: no SLA")
-    deadline, created = _aware(sla_deadline), _aware(created_at)
+    deadline, created = as_utc(sla_deadline), as_utc(created_at)
     slack_s = (deadline - now).total_seconds()
     budget_s = max(1.0, (deadline - created).total_seconds())
     if slack_s <= 0:

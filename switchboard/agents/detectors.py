@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.contracts import Alert
+from switchboard.utc import as_utc
 
 DAY = dt.timedelta(days=1)
 
@@ -323,7 +324,7 @@ def _close_date(deal: Record) -> dt.datetime:
     if isinstance(raw, str) and raw:
         try:
             parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+            return as_utc(parsed)
         except ValueError:
             pass
     return deal.occurred_at

@@ -267,8 +267,7 @@ def cached_context_or_record(
     ).one()  # fmt: skip
     cached = row.cached
     if cached is not None and row.expires_at is not None:
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-        cached = None if expires <= now else cached
+        cached = None if row.expires_at <= now else cached
     return cached, row.record
 
 

@@ -58,7 +58,7 @@ def load_facts(
             source=row.source,
             object_type=row.object_type,
             object_id=row.object_id,
-            occurred_at=row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=dt.UTC),
+            occurred_at=row.occurred_at,
             data=row.data,
         )
         for row in rows

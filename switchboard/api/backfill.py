@@ -19,6 +19,7 @@ from switchboard.api.auth import require_ingest
 from switchboard.api.events import parse_body, read_body, request_body_schema
 from switchboard.settings import get_settings
 from switchboard.tasks import backfill as jobs
+from switchboard.utc import as_utc
 
 router = APIRouter(prefix="/api/backfill", tags=["backfill"])
 
@@ -56,13 +57,9 @@ class BackfillJobOut(BaseModel):
     finished_at: str | None
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def window(since: dt.datetime, until: dt.datetime | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The checked window: since before until, neither in the future (ValueError says why)."""
-    since, until = _utc(since), _utc(until) if until is not None else now
+    since, until = as_utc(since), as_utc(until) if until is not None else now
     if since >= now:
         raise ValueError(f"since ({since.isoformat()}) is not in the past")
     if until > now:

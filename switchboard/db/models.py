@@ -31,6 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from switchboard.utc import as_utc
 
 # Explicit constraint names keep migrations reproducible on both databases.
 NAMING_CONVENTION = {
@@ -43,7 +46,23 @@ NAMING_CONVENTION = {
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-Timestamp = DateTime(timezone=True)
+
+
+class UTCTimestamp(TypeDecorator[dt.datetime]):
+    """A timestamp read back timezone-aware in UTC from every database (SQLite keeps no offset,
+    so its values come back naive): no caller fixes up naive datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return as_utc(value) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return as_utc(value) if value is not None else None
+
+
+Timestamp = UTCTimestamp()
 
 SEVERITIES = ("low", "medium", "high", "critical")
 

@@ -25,6 +25,7 @@ from switchboard.db.models import (
 )
 from switchboard.db.session import get_engine, session_scope
 from switchboard.pipeline import AGENTS
+from switchboard.utc import as_utc
 
 TERMINAL_RUN_STATUSES = ("done", "failed", "awaiting_approval", "expired")
 MAX_CHART_HOURS = 24 * 7
@@ -34,7 +35,7 @@ MAX_CHART_DAYS = 90
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    return as_utc(value).isoformat()
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -225,8 +226,7 @@ def run_detail(run_id: str) -> dict[str, Any] | None:
 
 
 def _hour_floor(value: dt.datetime) -> dt.datetime:
-    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return as_utc(value).replace(minute=0, second=0, microsecond=0)
 
 
 def _day_floor(value: dt.datetime) -> dt.datetime:
@@ -301,7 +301,7 @@ def _bucket_expression(session: Session, column: Any, unit: str) -> Any:
 
 def _as_bucket(value: Any) -> dt.datetime:
     parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    return as_utc(parsed)
 
 
 def run_outcomes(hours: int = 24, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ from switchboard.db.session import database_unreachable, get_engine, session_sco
 from switchboard.errors import InvalidState, NotFound
 from switchboard.pipeline import is_final, previous_step
 from switchboard.settings import Settings
+from switchboard.utc import as_utc
 
 log = logging.getLogger("switchboard.lifecycle")
 
@@ -295,15 +296,9 @@ def _transaction(write: Callable[[Session], T], *, autocommit: bool = False, wai
             delay = min(delay * 2, 5.0)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
-
-
 def ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
     """Milliseconds from ``start`` (None: unknown) to ``end``."""
-    start = _aware(start)
-    return (end - start).total_seconds() * 1000 if start else None
+    return (end - as_utc(start)).total_seconds() * 1000 if start else None
 
 
 def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep:

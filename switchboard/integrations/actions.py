@@ -139,9 +139,7 @@ def execute(run_id: str, action: Action, context: CallContext | None = None) -> 
             # deliveries must never perform one action at once (both would find nothing and both
             # create it). Past the lease the claimer is dead (no task outlives its time limit):
             # take the claim over and perform it again, looking for an earlier effect first.
-            claimed_at = (
-                existing.executed_at if existing.executed_at.tzinfo else existing.executed_at.replace(tzinfo=dt.UTC)
-            )
+            claimed_at = existing.executed_at
             age_s = (now - claimed_at).total_seconds()
             if existing.status == "executing" and age_s < lease_s:
                 raise ActionInProgress(

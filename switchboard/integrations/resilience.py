@@ -27,6 +27,7 @@ from switchboard.db import toolcalls
 from switchboard.errors import ConfigurationError, Permanent, Retryable
 from switchboard.redaction import scrub
 from switchboard.settings import Settings, get_settings
+from switchboard.utc import as_utc
 
 log = logging.getLogger("switchboard.integrations")
 
@@ -117,8 +118,7 @@ def retry_after_s(headers: Mapping[str, str] | None, now: dt.datetime | None = N
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+    when = as_utc(when)
     return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 

@@ -39,6 +39,7 @@ from switchboard.integrations.resilience import CallContext, Deferred
 from switchboard.redaction import scrub
 from switchboard.settings import Settings, get_settings
 from switchboard.tasks.base import SwitchboardTask, real_retries
+from switchboard.utc import as_utc
 
 log = logging.getLogger("switchboard.backfill")
 
@@ -57,10 +58,6 @@ class UnknownSource(ValueError):
     """A backfill or scan was asked for a source Switchboard does not know."""
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _parse_time(value: Any) -> dt.datetime | None:
     if isinstance(value, int | float):
         return dt.datetime.fromtimestamp(value / 1000 if value > 10**11 else value, dt.UTC)
@@ -68,7 +65,7 @@ def _parse_time(value: Any) -> dt.datetime | None:
         if value.isdigit():
             return _parse_time(int(value))
         try:
-            return _utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+            return as_utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             return None
     return None
@@ -241,7 +238,7 @@ class HubSpotSource:
                 # current when we wrote it after HubSpot's last change, or it carries that change
                 known = _parse_time((have.data or {}).get("updatedAt")) if have is not None else None
                 current = have is not None and (
-                    _utc(have.updated_at) >= modified or (known is not None and known >= modified)
+                    as_utc(have.updated_at) >= modified or (known is not None and known >= modified)
                 )
                 if not current:
                     found.append(Missing(key, modified))
@@ -322,7 +319,7 @@ def create_job(
     """A new pending backfill job for [since, until); returns its id (not yet dispatched)."""
     if source not in SOURCES:
         raise UnknownSource(f"unknown source {source!r}: expected one of {', '.join(SOURCES)}")
-    since, until = _utc(since), _utc(until)
+    since, until = as_utc(since), as_utc(until)
     if since >= until:
         raise ValueError(f"the window is empty: since ({since.isoformat()}) must be before until ({until.isoformat()})")
     with session_scope() as session:
@@ -345,7 +342,7 @@ def job_summary(job: BackfillJob) -> dict[str, Any]:
     """The job as JSON-ready progress (the API's and the CLI's view)."""
 
     def iso(value: dt.datetime | None) -> str | None:
-        return _utc(value).isoformat() if value is not None else None
+        return as_utc(value).isoformat() if value is not None else None
 
     return {
         "id": job.id, "source": job.source, "status": job.status, "trigger": job.trigger,
@@ -385,7 +382,7 @@ def _claim(job_id: str) -> _Snapshot | None:
         if job.status == "pending":
             job.status, job.started_at = "running", dt.datetime.now(dt.UTC)
         assert job.window_start is not None and job.window_end is not None
-        return _Snapshot(job.source, job.status, job.pages, job.cursor, _utc(job.window_start), _utc(job.window_end),
+        return _Snapshot(job.source, job.status, job.pages, job.cursor, job.window_start, job.window_end,
                          frozenset(job.missing_ids) if job.missing_ids else None)  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from switchboard.db.session import session_scope
 from switchboard.enrichment import enrich
 from switchboard.settings import get_settings
 from switchboard.tasks.knowledge import queue_indexing
+from switchboard.utc import as_utc
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -61,7 +62,7 @@ def _timestamp(value: Any) -> dt.datetime | None:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return as_utc(parsed)
     return None
 
 
