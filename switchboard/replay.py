@@ -14,7 +14,7 @@ from switchboard.db import runs as lifecycle
 from switchboard.db.models import AgentRun, AgentStep
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
-from switchboard.tasks.runs import build_chain_from
+from switchboard.tasks.runs import send_from_step
 
 
 def failed_runs(limit: int = 50) -> list[dict[str, Any]]:
@@ -52,9 +52,3 @@ def replay(run_id: str, *, by: str = "cli") -> str:
         queue, priority = run.queue or get_settings().queue_name("default"), run.priority
     send_from_step(run_id, step_name, payload, queue, priority)
     return step_name
-
-
-def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
-    """Publish the rest of a run's chain, starting at ``step_name`` with ``payload`` as its input."""
-    use_priority = priority if priority is not None and get_settings().queue_priorities else None
-    build_chain_from(run_id, step_name, payload, queue, use_priority).apply_async()

@@ -26,7 +26,7 @@ from switchboard.db.session import session_scope
 from switchboard.pipeline import STEP_NAMES, is_final
 from switchboard.scheduling import place
 from switchboard.settings import Settings, get_settings
-from switchboard.tasks.runs import PreparedRun, prepare_run, send_run
+from switchboard.tasks.runs import PreparedRun, prepare_run, send_from_step, send_run
 
 log = logging.getLogger("switchboard.orchestrator")
 
@@ -191,8 +191,6 @@ def resend_stalled_runs(now: dt.datetime, settings: Settings) -> int:
     back. The database knows better: a running run with no progress for `stalled_after_s` is
     sent again from the step it is stuck at. Duplicates are harmless — a finished step returns
     its stored output and every action claims its idempotency key."""
-    from switchboard.replay import send_from_step
-
     threshold = stalled_after_s(settings)
     cutoff = now - dt.timedelta(seconds=threshold)
     resumes: list[tuple[str, str, dict[str, Any], str, int | None]] = []

@@ -76,6 +76,13 @@ def prepare_run(
     return PreparedRun(run_id, request, queue, priority)
 
 
+def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
+    """Publish the rest of a run's chain, starting at ``step_name`` with ``payload`` as its input
+    (a replay, or a stalled run re-sent)."""
+    use_priority = priority if priority is not None and get_settings().queue_priorities else None
+    build_chain_from(run_id, step_name, payload, queue, use_priority).apply_async()
+
+
 def send_run(prepared: PreparedRun) -> None:
     """Publish a prepared run's chain."""
     priority = prepared.priority if get_settings().queue_priorities else None
