@@ -53,11 +53,13 @@ def backfill(
 ) -> None:
     """Backfill missing provider events over a time window, with a progress bar."""
     from switchboard.api.backfill import start_backfill, window
+    from switchboard.db import backfill_jobs as jobs
     from switchboard.errors import Permanent, Retryable
+    from switchboard.integrations.backfill_sources import configured
     from switchboard.integrations.resilience import CallContext, Deferred
     from switchboard.logs import configure_logging
     from switchboard.settings import get_settings
-    from switchboard.tasks import backfill as jobs
+    from switchboard.tasks.backfill import advance
 
     if source not in SOURCES:
         raise _fail(f"unknown source {source!r}: expected one of {', '.join(SOURCES)}")
@@ -69,7 +71,7 @@ def backfill(
         raise _fail(str(error)) from None
     settings = get_settings()
     configure_logging(settings)
-    if not jobs.configured(source, settings):
+    if not configured(source, settings):
         raise _fail(f"{source} is not configured: its API credentials are not set")
 
     if inline:
@@ -89,7 +91,7 @@ def backfill(
         while job.get("status") not in ("done", "failed"):
             if inline:
                 try:
-                    jobs.advance(job_id, max_pages=1, context=CallContext(attempt=failures + 1))
+                    advance(job_id, max_pages=1, context=CallContext(attempt=failures + 1))
                     failures = 0
                 except Deferred as deferred:  # the shared rate budget is spent: wait for it
                     time.sleep(min(deferred.retry_after_s or 0.05, 5.0))

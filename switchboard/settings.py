@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     watcher_scan_interval_s: float = Field(default=300.0, gt=0)
     gap_detection_interval_s: float = Field(default=900.0, gt=0)
 
-    # --- gap detection and backfills (switchboard/tasks/backfill.py) ------------------------------
+    # --- gap detection and backfills (switchboard/tasks/backfill.py) -----------------------------
     # How far back each gap-detection pass compares the provider with the store (Stripe keeps
     # events for 30 days, so longer windows find nothing more there).
     gap_detection_lookback_s: float = Field(default=86400.0, gt=0, le=30 * 86400.0)

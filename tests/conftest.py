@@ -65,6 +65,15 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
     services.drop_database(postgres_admin_url, TEST_DB_NAME)
 
 
+@pytest.fixture(autouse=True)
+def _empty_session_database(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the session database starts with every table empty."""
+    if "database_url" in request.fixturenames:
+        from tests.support.runs import empty_tables
+
+        empty_tables(request.getfixturevalue("database_url"))
+
+
 @pytest.fixture()
 def pg_database_factory(postgres_admin_url: str) -> Iterator[services.DatabaseFactory]:
     """Creates extra empty Postgres databases on demand and drops them after the test."""

@@ -17,8 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_ingest
 from switchboard.api.events import parse_body, read_body, request_body_schema
+from switchboard.db.backfill_jobs import create_job, get_job
+from switchboard.integrations.backfill_sources import configured
 from switchboard.settings import get_settings
-from switchboard.tasks import backfill as jobs
+from switchboard.tasks.backfill import dispatch
 from switchboard.utc import as_utc
 
 router = APIRouter(prefix="/api/backfill", tags=["backfill"])
@@ -71,8 +73,8 @@ def window(since: dt.datetime, until: dt.datetime | None, now: dt.datetime) -> t
 
 def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger: str) -> str:
     """Create and dispatch a backfill job; returns its id."""
-    job_id = jobs.create_job(source, since, until, trigger=trigger)
-    jobs.dispatch(job_id)
+    job_id = create_job(source, since, until, trigger=trigger)
+    dispatch(job_id)
     return job_id
 
 
@@ -98,10 +100,10 @@ async def post_backfill(request: Request) -> JSONResponse:
         since, until = window(body.since, body.until, dt.datetime.now(dt.UTC))
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
-    if not jobs.configured(body.source, get_settings()):
+    if not configured(body.source, get_settings()):
         raise HTTPException(409, f"{body.source} is not configured: its API credentials are not set")
     job_id = await run_in_threadpool(start_backfill, body.source, since, until, "api")
-    return JSONResponse(await run_in_threadpool(jobs.get_job, job_id), status_code=202)
+    return JSONResponse(await run_in_threadpool(get_job, job_id), status_code=202)
 
 
 @router.get(
@@ -116,7 +118,7 @@ async def post_backfill(request: Request) -> JSONResponse:
 )
 async def get_backfill(job_id: str = Path(max_length=64)) -> JSONResponse:
     """A backfill job's status, counts and progress."""
-    job = await run_in_threadpool(jobs.get_job, job_id)
+    job = await run_in_threadpool(get_job, job_id)
     if job is None:
         raise HTTPException(404, f"no backfill job {job_id}")
     return JSONResponse(job)

@@ -30,14 +30,14 @@ from switchboard.tasks.actions import approve
 from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.steps import analyst_step, watcher_step
 from switchboard.tasks.watch import scan
-from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
 SOURCES = ["stripe", "hubspot", "calls"]
 
 
 @pytest.fixture()
 def clean(database_url: str, celery_worker: object) -> Iterator[None]:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     yield
 
 

@@ -14,11 +14,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
-from sqlalchemy import text
 
 from switchboard.api.app import create_app
-from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
+from tests.support.runs import empty_tables
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 INGESTION_PATHS = r"^/api/(health|events|webhooks|backfill)"
@@ -53,8 +52,7 @@ def configured(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatc
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
-    with get_engine(database_url).begin() as connection:
-        connection.execute(text("TRUNCATE events, backfill_jobs RESTART IDENTITY"))
+    empty_tables(database_url)
 
 
 # Schema-valid requests these routes rightly refuse: a webhook needs a signature only the sender

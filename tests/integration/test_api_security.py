@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from switchboard.api import health
 from switchboard.api.security import host_name
 from tests.support.api import api_client
-from tests.support.runs import truncate_run_tables
+from tests.support.runs import empty_tables
 
 OPERATOR_KEY = "sbk_" + uuid.uuid4().hex
 INGEST_KEY = "sbi_" + uuid.uuid4().hex
@@ -30,7 +30,7 @@ def _event() -> dict[str, str]:
 
 @pytest.fixture()
 def client(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     with api_client(monkeypatch, SWITCHBOARD_OPERATOR_KEYS=OPERATOR_KEY, SWITCHBOARD_INGEST_KEYS=INGEST_KEY) as c:
         yield c
 

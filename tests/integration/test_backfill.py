@@ -19,14 +19,16 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 
+from switchboard.db.backfill_jobs import create_job, get_job
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine, session_scope
 from switchboard.settings import get_settings
-from switchboard.tasks.backfill import create_job, detect_gaps, get_job
+from switchboard.tasks.backfill import detect_gaps
 from tests.fakes.stripe import FakeStripe
 from tests.support.env import worker_env
+from tests.support.runs import empty_tables
 
 TOTAL, MISSING = 10_000, 737
 API_KEY = "sk_test_" + uuid.uuid4().hex
@@ -62,8 +64,8 @@ def _store_all_but(fake: FakeStripe, missing: set[str]) -> None:
          "occurred_at": dt.datetime.fromtimestamp(e["created"], dt.UTC)}
         for e in fake.objects["events"].values() if e["id"] not in missing
     ]  # fmt: skip
+    empty_tables()
     with get_engine().begin() as connection:
-        connection.execute(text("TRUNCATE events, backfill_jobs, source_records RESTART IDENTITY CASCADE"))
         for start in range(0, len(rows), 2000):
             connection.execute(insert(Event), rows[start : start + 2000])
 

@@ -34,7 +34,7 @@ from tests.fakes.gong import FakeGong
 from tests.fakes.http import Fault
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.stripe import FakeStripe
-from tests.support.runs import truncate_run_tables
+from tests.support.runs import empty_tables
 
 STRIPE_KEY = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"
 HUBSPOT_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
@@ -42,7 +42,7 @@ HUBSPOT_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 
 @pytest.fixture()
 def env(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     client = redis.Redis.from_url(redis_url)
     for key in [*client.scan_iter("switchboard:breaker:*"), *client.scan_iter("switchboard:ratelimit:*")]:
         client.delete(key)

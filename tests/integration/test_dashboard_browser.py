@@ -34,7 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from switchboard.api.app import create_app
 from switchboard.settings import get_settings
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
-from tests.support.runs import truncate_run_tables
+from tests.support.runs import empty_tables
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -97,7 +97,7 @@ def _serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 @pytest.fixture()
 def server(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The API with an operator key configured; yields its base URL."""
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     monkeypatch.setenv("SWITCHBOARD_OPERATOR_KEYS", API_KEY)
     monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
     get_settings.cache_clear()
@@ -251,7 +251,7 @@ def test_a_page_on_another_origin_cannot_approve_reject_replay_or_frame_the_dash
     from switchboard.db.queries import recent_runs
     from tests.support.runs import failed_run
 
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
     get_settings.cache_clear()
     run_demo_and_approval_scenario()
@@ -302,7 +302,7 @@ def test_the_printed_link_hands_the_local_key_to_the_dashboard_and_leaves_the_ad
 ) -> None:
     from switchboard.processes import api_command
 
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     _argv, env, link = api_command(get_settings())  # what `switchboard standalone` prints and sets
     key = env["SWITCHBOARD_LOCAL_OPERATOR_KEY"]
     monkeypatch.setenv("SWITCHBOARD_LOCAL_OPERATOR_KEY", key)

@@ -30,7 +30,7 @@ from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
 from tests.fakes.gong import FakeGong
 from tests.support.api import api_client
-from tests.support.runs import truncate_run_tables, wait_for_runs
+from tests.support.runs import wait_for_runs
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -39,9 +39,6 @@ TIMEOUT_S = 30
 
 @pytest.fixture()
 def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    truncate_run_tables(database_url)
-    with get_engine(database_url).begin() as connection:
-        connection.execute(text("TRUNCATE events, entity_links RESTART IDENTITY"))
     with api_client(monkeypatch, SWITCHBOARD_INGEST_KEYS=API_KEY) as test_client:
         yield test_client
 

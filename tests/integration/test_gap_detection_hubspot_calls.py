@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
+from switchboard.db.backfill_jobs import get_job
 from switchboard.db.models import BackfillJob, Event, SourceRecord
 from switchboard.db.session import get_engine, session_scope
 from switchboard.settings import get_settings
-from switchboard.tasks.backfill import detect_gaps, get_job
+from switchboard.tasks.backfill import detect_gaps
 from tests.fakes.gong import FakeGong
 from tests.fakes.hubspot import FakeHubSpot
+from tests.support.runs import empty_tables
 
 TOKEN = "pat-na1-" + str(uuid.uuid4())
 TIMEOUT_S = 60
@@ -30,8 +32,7 @@ def _reset(redis_url: str, database_url: str) -> None:
     for key in client.scan_iter("switchboard:*"):
         if b"hubspot" in key or b"calls" in key:
             client.delete(key)
-    with get_engine(database_url).begin() as connection:
-        connection.execute(text("TRUNCATE events, backfill_jobs, source_records, entity_links RESTART IDENTITY"))
+    empty_tables(database_url)
 
 
 @pytest.fixture()

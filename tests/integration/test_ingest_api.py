@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import stripe
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 
 from switchboard.api.webhooks import hubspot_signature
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine, session_scope
 from tests.support.api import api_client
+from tests.support.runs import empty_tables
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 WHSEC = "whsec_" + uuid.uuid4().hex
@@ -27,8 +28,6 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 @pytest.fixture()
 def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    with get_engine(database_url).begin() as connection:
-        connection.execute(text("TRUNCATE events RESTART IDENTITY"))
     with api_client(
         monkeypatch, SWITCHBOARD_INGEST_KEYS=f"other-key,{API_KEY}", SWITCHBOARD_STRIPE_WEBHOOK_SECRET=WHSEC,
         SWITCHBOARD_HUBSPOT_CLIENT_SECRET=HUBSPOT_SECRET, SWITCHBOARD_INGEST_MAX_BATCH_EVENTS="50",
@@ -108,8 +107,7 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_stores_nothing(client: TestCli
     assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
     escaped = client.post("/api/events", json=_event(2, payload={"note": "a\\u0000b"}), headers=AUTH)
     assert escaped.status_code == 202  # a backslash and the text u0000 are fine
-    with get_engine().begin() as connection:
-        connection.execute(text("TRUNCATE events RESTART IDENTITY"))
+    empty_tables()
     assert _stored() == []
 
 
@@ -189,8 +187,6 @@ def _wait_processed(count: int, timeout_s: float = 30.0) -> list[Event]:
 def test_accepted_events_become_source_records_once(client: TestClient, celery_worker: object) -> None:
     from switchboard.db.models import SourceRecord
 
-    with get_engine().begin() as connection:
-        connection.execute(text("TRUNCATE source_records, proactive_insights RESTART IDENTITY CASCADE"))
     now = int(time.time())
     stripe_events = [
         {"source": "stripe", "external_id": f"evt_dp{n}", "type": "charge.dispute.created",

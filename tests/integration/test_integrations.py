@@ -34,7 +34,7 @@ from switchboard.tasks.watch import scan
 from tests.fakes.http import Fault, max_in_window
 from tests.fakes.hubspot import FakeHubSpot
 from tests.support.env import worker_env
-from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
 TOKEN = "pat-na1-" + str(uuid.uuid4())
 SECRETS = {
@@ -70,7 +70,7 @@ def hubspot(
     """The in-process worker talks to the fake HubSpot with real-looking secrets configured."""
     fake_hubspot.reset()
     fake_hubspot.objects["tasks"].clear()
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     _clear_shared_state(redis_url)
     for name, value in {**SECRETS, "SWITCHBOARD_HUBSPOT_API_BASE": fake_hubspot.url}.items():
         monkeypatch.setenv(name, value)

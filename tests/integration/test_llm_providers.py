@@ -27,7 +27,7 @@ from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini, Fault
 from tests.support.env import child_env
-from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
 ANTHROPIC_KEY = "sk-ant-fake-0123456789abcdef"
 GEMINI_KEY = "AIzaFAKE-0123456789abcdef"
@@ -56,7 +56,7 @@ def real_providers(
     anthropic, gemini = fakes
     anthropic.reset()
     gemini.reset()
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     for name, value in _provider_env(anthropic, gemini).items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

@@ -34,7 +34,7 @@ from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
 from tests.support.api import api_client
 from tests.support.env import child_env
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
-from tests.support.runs import failed_run, truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import empty_tables, failed_run, wait_for_runs, wait_for_status
 
 API_KEY = "sbk_" + uuid.uuid4().hex
 AUTH = {"X-API-Key": API_KEY}
@@ -43,7 +43,7 @@ HUBSPOT_TOKEN = "pat-na1-" + str(uuid.uuid4())
 
 @pytest.fixture()
 def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     with api_client(monkeypatch, SWITCHBOARD_OPERATOR_KEYS=API_KEY) as test_client:
         yield test_client
 

@@ -17,7 +17,7 @@ from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
 from tests.support.env import worker_env
-from tests.support.runs import truncate_run_tables
+from tests.support.runs import empty_tables
 
 ALERT = {
     "kind": "hubspot_deal_without_owner",
@@ -68,7 +68,7 @@ print(total)
 def test_two_orchestrators_dispatch_5000_insights_exactly_once(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     _insert(_insight_rows(5000, dt.datetime.now(dt.UTC)))
     prefix = f"o{uuid.uuid4().hex[:6]}."  # queues nobody consumes: the messages are counted, not run
     env = worker_env(database_url, redis_url, tmp_path, prefix=prefix)
@@ -97,7 +97,7 @@ def test_two_orchestrators_dispatch_5000_insights_exactly_once(
 
 
 def test_aging_insight_is_escalated_and_expired_one_is_marked(database_url: str, redis_url: str) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     now = dt.datetime.now(dt.UTC)
     settings = get_settings().model_copy(update={"queue_prefix": f"e{uuid.uuid4().hex[:6]}."})
     _insert(_insight_rows(1, now, severity="medium", age_h=3.0, sla_h=4.0, entity="aging"))
@@ -119,7 +119,7 @@ def test_aging_insight_is_escalated_and_expired_one_is_marked(database_url: str,
 
 
 def test_per_entity_concurrency_limit_defers_the_excess(database_url: str, redis_url: str) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     now = dt.datetime.now(dt.UTC)
     settings = get_settings().model_copy(update={"queue_prefix": f"c{uuid.uuid4().hex[:6]}.", "max_runs_per_entity": 2})
     _insert(_insight_rows(3, now, entity="same-customer"))
@@ -141,7 +141,7 @@ def test_a_run_whose_next_step_message_was_lost_is_resent_and_completes(
     from switchboard.tasks.steps import watcher_step
     from tests.support.runs import wait_for_runs, wait_for_status
 
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     settings = get_settings()
     now = dt.datetime.now(dt.UTC)
     _insert(_insight_rows(2, now))

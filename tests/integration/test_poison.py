@@ -16,7 +16,7 @@ from switchboard.celery_app import app
 from switchboard.db.models import DeadLetter
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
-from tests.support.runs import truncate_run_tables
+from tests.support.runs import empty_tables
 
 
 def _protocol2(task: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -46,7 +46,7 @@ def _wait_dead_letters(count: int, timeout_s: float = 30.0) -> list[DeadLetter]:
 def test_poison_messages_are_dead_lettered_once_and_never_redelivered(
     celery_worker: object, database_url: str, redis_url: str
 ) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     with session_scope() as session:
         session.query(DeadLetter).delete()
     settings = get_settings()

@@ -25,7 +25,7 @@ from switchboard.tasks.runs import dispatch_insight
 from tests.integration.test_orchestrator import _insert, _insight_rows
 from tests.support.env import child_env
 from tests.support.netns import Namespace, TcpForwarder, namespace, require_netns
-from tests.support.runs import truncate_run_tables, wait_for_runs
+from tests.support.runs import empty_tables, wait_for_runs
 
 VENV_SWITCHBOARD = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "switchboard")
 MACHINES = 2
@@ -61,7 +61,7 @@ def _wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.
 def test_workers_on_separate_network_namespaces_share_the_work(
     machines: list[Namespace], database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     prefix = f"n{uuid.uuid4().hex[:6]}."  # queues only these workers consume
     settings = get_settings().model_copy(update={"queue_prefix": prefix})
     pg, rd = urlsplit(database_url), urlsplit(redis_url)

@@ -32,7 +32,7 @@ from switchboard.tasks.actions import execute_approved
 from switchboard.tasks.runs import dispatch_insight
 from tests.support.env import worker_env
 from tests.support.observability import closed_won_without_payment
-from tests.support.runs import truncate_run_tables, wait_for_runs, wait_for_status
+from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
 SOURCES = ["stripe", "hubspot", "calls"]
 RUNS_PER_INSIGHT = 8
@@ -44,7 +44,7 @@ def thread_pool_worker(
     database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """The worker, on queues of its own (this process publishes there too); yields the prefix."""
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     prefix = f"th{uuid.uuid4().hex[:6]}."
     env = worker_env(
         database_url, redis_url, tmp_path, prefix=prefix, SWITCHBOARD_OFFLINE_LATENCY_MS=str(LATENCY_MS),

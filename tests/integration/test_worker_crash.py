@@ -20,7 +20,7 @@ from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
 from tests.support.env import worker_env
-from tests.support.runs import truncate_run_tables, wait_for_status
+from tests.support.runs import empty_tables, wait_for_status
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -37,7 +37,7 @@ def _step_status(run_id: str, step: str) -> str | None:
 
 
 def test_run_survives_sigkill_during_analyst_step(database_url: str, redis_url: str, tmp_path: Path) -> None:
-    truncate_run_tables(database_url)
+    empty_tables(database_url)
     prefix = f"k{uuid.uuid4().hex[:6]}."
     env = worker_env(
         database_url,

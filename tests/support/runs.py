@@ -10,22 +10,19 @@ import pytest
 from sqlalchemy import text
 
 from switchboard.db import migrate
-from switchboard.db.models import AgentRun, new_id
+from switchboard.db.models import AgentRun, Base, new_id
 from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
 from switchboard.db.session import dispose_engines, get_engine, session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.steps import watcher_step
 
-RUN_TABLES = (
-    "agent_steps", "approvals", "action_executions", "agent_decisions", "agent_conversations", "agent_runs",
-    "proactive_insights", "source_records", "agent_context", "knowledge_base",
-)  # fmt: skip
 
-
-def truncate_run_tables(database_url: str) -> None:
-    """Empty every table a run touches (the session database is shared by the tests)."""
-    with get_engine(database_url).begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(RUN_TABLES)} RESTART IDENTITY CASCADE"))
+def empty_tables(database_url: str | None = None) -> None:
+    """Empty every table Switchboard's metadata declares (the session database is shared by the
+    tests; the autouse fixture in conftest calls this before each test that uses it)."""
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with get_engine(database_url or get_settings().database_url).begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 def wait_for_runs(run_ids: list[str], timeout_s: float = 60.0) -> list[dict[str, object]]:
