@@ -301,6 +301,13 @@ def ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
     return (end - as_utc(start)).total_seconds() * 1000 if start else None
 
 
+def _lock_step(session: Session, run_id: str, step: str, agent: str) -> tuple[AgentRun, AgentStep] | None:
+    """The run (locked first: the writes of one run serialise on its row, on both databases)
+    and its step's row, made if missing; None for an unknown run."""
+    run = session.get(AgentRun, run_id, with_for_update=True)
+    return (run, _step_row(session, run_id, step, agent)) if run is not None else None
+
+
 def _step_row(session: Session, run_id: str, step: str, agent: str) -> AgentStep:
     row = session.scalars(
         select(AgentStep).where(AgentStep.run_id == run_id, AgentStep.step == step).with_for_update()
@@ -365,10 +372,10 @@ def start_step(
         )  # fmt: skip
 
     def write(session: Session) -> Prior | None:
-        run = session.get(AgentRun, run_id, with_for_update=True)
-        if run is None:
+        locked = _lock_step(session, run_id, step, agent)
+        if locked is None:
             return None
-        row = _step_row(session, run_id, step, agent)
+        run, row = locked
         # a row made just now was not there before: no prior state (as on PostgreSQL)
         prior = (
             Prior(None, None) if row.attempt == 0 and row.status == RunStatus.PENDING else Prior(row.status, row.output)
@@ -411,18 +418,18 @@ def finish_step(
         return _transaction(
             lambda session: runs_postgres.step_succeeded(
                 session, run_id=run_id, step=step, agent=agent, final=final, now=now, output=output,
-                usage=runs_postgres.Usage(attempt.tokens_in, attempt.tokens_out, attempt.cost_usd, attempt.provider,
-                                          attempt.model),
+                tokens_in=attempt.tokens_in, tokens_out=attempt.tokens_out, cost_usd=attempt.cost_usd,
+                provider=attempt.provider, model=attempt.model,
                 entity_type=attempt.entity_type, entity_id=attempt.entity_id, conversation=attempt.conversation,
             )[1],
             autocommit=True,
         )  # fmt: skip
 
     def write(session: Session) -> float | None:
-        run = session.get(AgentRun, run_id, with_for_update=True)
-        if run is None:
+        locked = _lock_step(session, run_id, step, agent)
+        if locked is None:
             return None
-        row = _step_row(session, run_id, step, agent)
+        run, row = locked
         _add_usage(row, run, attempt)
         if row.status != RunStatus.DONE or row.output is None:
             # a step its own success already recorded (done, with its output) keeps that outcome;
@@ -453,10 +460,10 @@ def retry_step(*, run_id: str, step: str, agent: str, reason: str, deferred: boo
     """``step`` will be tried again; a deferral (nothing was sent) is not counted as a retry."""
 
     def write(session: Session) -> None:
-        run = session.get(AgentRun, run_id, with_for_update=True)
-        if run is None:
+        locked = _lock_step(session, run_id, step, agent)
+        if locked is None:
             return
-        row = _step_row(session, run_id, step, agent)
+        run, row = locked
         _add_usage(row, run, attempt)
         row.status = RunStatus.RETRYING
         row.retries += 0 if deferred else 1
@@ -471,10 +478,10 @@ def fail_step(*, run_id: str, step: str, agent: str, now: dt.datetime, reason: s
     """``step`` failed for good: the run (and its insight) failed, with the reason. Its latency (ms)."""
 
     def write(session: Session) -> float | None:
-        run = session.get(AgentRun, run_id, with_for_update=True)
-        if run is None:
+        locked = _lock_step(session, run_id, step, agent)
+        if locked is None:
             return None
-        row = _step_row(session, run_id, step, agent)
+        run, row = locked
         _add_usage(row, run, attempt)
         row.status = RunStatus.FAILED
         row.finished_at = now

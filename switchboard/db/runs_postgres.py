@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -237,15 +236,6 @@ _FINISHED_STEP = Prepared(
 _FINISHED_RUN = Prepared("switchboard_run_finished", _FINISHED.format(final=_SETTLE, final_insight=""), _FINISHED_TYPES)
 
 
-@dataclass(frozen=True)
-class Usage:
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    provider: str | None = None
-    model: str | None = None
-
-
 def step_succeeded(
     session: Session,
     *,
@@ -255,7 +245,11 @@ def step_succeeded(
     final: bool,
     now: dt.datetime,
     output: dict[str, Any],
-    usage: Usage,
+    tokens_in: int,
+    tokens_out: int,
+    cost_usd: float,
+    provider: str | None,
+    model: str | None,
     entity_type: str | None,
     entity_id: str | None,
     conversation: list[dict[str, Any]],
@@ -264,8 +258,8 @@ def step_succeeded(
     row = (_FINISHED_RUN if final else _FINISHED_STEP).execute(
         session,
         {"run_id": run_id, "step": step, "agent": agent, "now": now, "output": output,
-         "tokens_in": usage.tokens_in, "tokens_out": usage.tokens_out, "cost_usd": usage.cost_usd,
-         "provider": usage.provider, "model": usage.model,
+         "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost_usd,
+         "provider": provider, "model": model,
          "entity_type": entity_type, "entity_id": entity_id, "conversation": conversation},
     )  # fmt: skip
     return bool(row.found), row.latency_ms
