@@ -10,17 +10,17 @@ concurrency is checked under a transaction-scoped advisory lock per entity on Po
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, tuple_
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from switchboard.celery_app import app
 from switchboard.db import runs as lifecycle
+from switchboard.db.locks import lock_names
 from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.pipeline import STEP_NAMES, is_final
@@ -38,15 +38,6 @@ STEP_RETRY_BUDGET = 5
 
 def _entity_key(insight: ProactiveInsight) -> str:
     return f"{insight.source}:{insight.entity_type}:{insight.entity_id}"
-
-
-def _lock_entities(session: Session, keys: list[str]) -> None:
-    # Serialise the concurrency check per entity across orchestrators (sorted: no deadlocks).
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for key in sorted(set(keys)):
-        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def _active_per_entity(session: Session, insights: list[ProactiveInsight]) -> Counter[str]:
@@ -89,7 +80,8 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
     counts = {"dispatched": 0, "expired": 0, "deferred": 0, "lost_race": 0}
     if not insights:
         return prepared, counts
-    _lock_entities(session, [_entity_key(i) for i in insights])
+    # the per-entity concurrency check is serialised across orchestrators (PostgreSQL)
+    lock_names(session, [_entity_key(i) for i in insights])
     active = _active_per_entity(session, insights)
     for insight in insights:
         placement = place(insight.severity, insight.sla_deadline, insight.created_at, now, settings)
