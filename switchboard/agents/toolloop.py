@@ -58,8 +58,8 @@ def converse(
                 Message(role="tool", tool_results=results),
             ),
         )
-    # Out of turns: ask for the answer with tools withdrawn.
-    reply = provider.generate(replace(request, tools=()))
+    # Out of turns: ask for the answer, the tools still defined but not to be called.
+    reply = provider.generate(replace(request, tool_choice="none"))
     ctx.record_reply(reply)
     return reply, request
 
@@ -116,7 +116,7 @@ def ask_for_json(
     repair = replace(
         final_request,
         purpose="repair",
-        tools=(),
+        tool_choice="none",
         facts={**request.facts, "original_purpose": request.purpose},
         messages=(
             *final_request.messages,

@@ -37,7 +37,9 @@ ROOT_CAUSE_BY_KIND = {
 class Fault:
     """What the next matching request gets instead of a normal answer."""
 
-    kind: str  # "rate_limit" | "overloaded" | "server_error" | "malformed_body" | "answer"
+    # "rate_limit" | "overloaded" | "server_error" | "malformed_body" | "answer" | "normal" |
+    # "tool_call" (Anthropic: call a tool again, when tools may be called)
+    kind: str
     retry_after: str | None = None  # Retry-After header value (seconds or HTTP date)
     retry_after_ms: str | None = None  # Anthropic's retry-after-ms
     text: str = ""  # for kind="answer": the model's (possibly malformed) text
@@ -55,6 +57,46 @@ class Served:
     request: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+
+
+TOOL_CHOICES = ("auto", "any", "tool", "none")
+
+
+def _messages_request_problem(request: dict[str, Any]) -> str | None:
+    """What the Messages API refuses in a request's tool use, in its own words, or None.
+
+    The rules of the tool-use guide (platform.claude.com, agents-and-tools/tool-use): a request
+    whose messages hold `tool_use` or `tool_result` blocks must define `tools` (to stop the
+    model calling them, keep them and send `tool_choice: {"type": "none"}`); `tool_choice.type`
+    is one of auto, any, tool, none; every `tool_result` answers a `tool_use` id of the
+    assistant turn just before it."""
+    blocks = [
+        (index, block)
+        for index, message in enumerate(request.get("messages") or [])
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict)
+    ]
+    if any(block.get("type") in ("tool_use", "tool_result") for _, block in blocks) and not request.get("tools"):
+        return "Requests which include `tool_use` or `tool_result` blocks must define tools."
+    choice = request.get("tool_choice")
+    if choice is not None and (not isinstance(choice, dict) or choice.get("type") not in TOOL_CHOICES):
+        return f"tool_choice.type: Input should be one of {', '.join(TOOL_CHOICES)}"
+    messages = request.get("messages") or []
+    for index, block in blocks:
+        if block.get("type") != "tool_result":
+            continue
+        before = messages[index - 1] if index > 0 else {}
+        asked = {
+            b.get("id") for b in (before.get("content") if isinstance(before.get("content"), list) else [])
+            if isinstance(b, dict) and b.get("type") == "tool_use"
+        }  # fmt: skip
+        if before.get("role") != "assistant" or block.get("tool_use_id") not in asked:
+            return (
+                f"messages.{index}: `tool_result` block(s) provided when previous message does not have "
+                f"matching `tool_use` block(s): {block.get('tool_use_id')}"
+            )
+    return None
 
 
 def agent_of(system: str) -> str:
@@ -209,20 +251,28 @@ class FakeAnthropic(_FakeServer):
                 return 400, {}, _anthropic_error("invalid_request_error", f"{required}: Field required")
         system = request.get("system") or ""
         agent = agent_of(system if isinstance(system, str) else json.dumps(system))
+        invalid = _messages_request_problem(request)
+        if invalid is not None:  # as the Messages API answers it, before any model work
+            self._record(Served(agent, 400, request=request, headers=lowered))
+            return 400, {}, _anthropic_error("invalid_request_error", invalid)
         fault = self._next_fault(agent)
         served = Served(agent, 200, request=request, headers=lowered)
-        if fault is not None and fault.kind != "answer":
+        if fault is not None and fault.kind not in ("answer", "normal", "tool_call"):
             return self._fault(fault, served)
+        again = fault is not None and fault.kind == "tool_call"
+        if fault is not None and fault.kind in ("normal", "tool_call"):
+            fault = None
         messages = request["messages"]
         first_text = _anthropic_text(messages[0]["content"]) if messages else ""
         tool_results_seen = any(
             isinstance(m.get("content"), list) and any(b.get("type") == "tool_result" for b in m["content"])
             for m in messages
         )
+        tools_callable = bool(request.get("tools")) and (request.get("tool_choice") or {}).get("type") != "none"
         if fault is not None:
             decision: dict[str, Any] = {"text": fault.text}
         else:
-            decision = answer_for(agent, first_text, bool(request.get("tools")), tool_results_seen)
+            decision = answer_for(agent, first_text, tools_callable, tool_results_seen and not again)
         if "tool" in decision:
             self._calls += 1
             content: list[dict[str, Any]] = [
@@ -302,7 +352,7 @@ class FakeGemini(_FakeServer):
         agent = agent_of("".join(p.get("text", "") for p in system_parts))
         fault = self._next_fault(agent)
         served = Served(agent, 200, request=request, headers=lowered)
-        if fault is not None and fault.kind != "answer":
+        if fault is not None and fault.kind not in ("answer", "normal"):
             headers_out = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
             if fault.kind == "rate_limit":
                 status, payload = 429, _gemini_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted")
@@ -315,10 +365,13 @@ class FakeGemini(_FakeServer):
             return status, headers_out, payload
         first_text = "".join(p.get("text", "") for p in (contents[0].get("parts") or [])) if contents else ""
         tool_results_seen = any("functionResponse" in p for c in contents for p in (c.get("parts") or []))
+        mode = ((request.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
+        if fault is not None and fault.kind == "normal":
+            fault = None
         if fault is not None:
             decision: dict[str, Any] = {"text": fault.text}
         else:
-            decision = answer_for(agent, first_text, bool(request.get("tools")), tool_results_seen)
+            decision = answer_for(agent, first_text, bool(request.get("tools")) and mode != "NONE", tool_results_seen)
         if "tool" in decision:
             parts: list[dict[str, Any]] = [{"functionCall": {"name": decision["tool"], "args": decision["input"]}}]
         else:

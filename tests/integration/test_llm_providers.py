@@ -25,7 +25,7 @@ from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
 from switchboard.tasks.watch import scan
-from tests.fakes.llm_servers import FakeAnthropic, FakeGemini, Fault
+from tests.fakes.llm_servers import FakeAnthropic, FakeGemini, Fault, Served
 from tests.support.env import child_env
 from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
@@ -203,3 +203,64 @@ def test_malformed_twice_fails_permanently_with_the_raw_output(
     assert analyst.output == {"raw_outputs": ["not json", bad]}
     assert "advisor" not in _steps(run_id)
     assert len([s for s in anthropic.served if s.agent == "analyst"]) == 2  # no retry of the step
+
+
+def test_the_fake_refuses_tool_blocks_without_tools_as_the_messages_api_does(
+    real_providers: tuple[FakeAnthropic, FakeGemini],
+) -> None:
+    import anthropic as sdk
+
+    fake, _ = real_providers
+    client = sdk.Anthropic(api_key="sk-ant-test", base_url=fake.url, max_retries=0)
+    history = [
+        {"role": "user", "content": "Explain deal d1"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_record", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "{}"}]},
+    ]
+    with pytest.raises(sdk.BadRequestError, match="must define tools"):
+        client.messages.create(model="claude-x", max_tokens=100, messages=history)  # type: ignore[arg-type]
+    tools = [{"name": "get_record", "description": "d", "input_schema": {"type": "object"}}]
+    wrong_id = [*history[:2], {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]}]
+    with pytest.raises(sdk.BadRequestError, match="does not have matching `tool_use`"):
+        client.messages.create(model="claude-x", max_tokens=100, messages=wrong_id, tools=tools)  # type: ignore[arg-type]
+    answered = client.messages.create(
+        model="claude-x",
+        max_tokens=100,
+        messages=history,
+        tools=tools,
+        tool_choice={"type": "none"},  # type: ignore[arg-type]
+    )
+    assert answered.stop_reason == "end_turn"
+
+
+def _analyst_requests(fake: FakeAnthropic) -> list[Served]:
+    return [s for s in fake.served if s.agent == "analyst"]
+
+
+def test_prose_after_a_tool_turn_is_repaired_with_the_tools_still_defined(
+    real_providers: tuple[FakeAnthropic, FakeGemini],
+) -> None:
+    anthropic, _ = real_providers
+    prose = "The deal has no owner because its rep left the company."
+    anthropic.inject("analyst", Fault("normal"), Fault("answer", text=prose))  # a tool turn, then prose
+    run_id = _dispatch_one()
+    wait_for_status(run_id, "done", timeout_s=60)
+    analyst = _analyst_requests(anthropic)
+    assert [s.status for s in analyst] == [200, 200, 200] and analyst[0].tool_use  # none refused
+    repair = analyst[2].request
+    assert repair["tools"] and repair["tool_choice"] == {"type": "none"}
+    assert [s for s in anthropic.served if s.status == 400] == []
+
+
+def test_a_model_out_of_tool_turns_is_asked_for_its_answer_with_the_tools_still_defined(
+    real_providers: tuple[FakeAnthropic, FakeGemini],
+) -> None:
+    anthropic, _ = real_providers
+    anthropic.inject("analyst", *[Fault("tool_call")] * 4)  # the model keeps calling tools for 4 turns
+    run_id = _dispatch_one()
+    wait_for_status(run_id, "done", timeout_s=60)
+    analyst = _analyst_requests(anthropic)
+    assert len(analyst) == 5 and all(s.tool_use for s in analyst[:4])
+    last = analyst[4].request
+    assert last["tools"] and last["tool_choice"] == {"type": "none"} and not analyst[4].tool_use
+    assert [s for s in anthropic.served if s.status == 400] == []

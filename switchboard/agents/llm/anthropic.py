@@ -40,6 +40,8 @@ class AnthropicProvider(LLMProvider):
                 {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
                 for tool in request.tools
             ]
+            if request.tool_choice == "none":
+                params["tool_choice"] = {"type": "none"}
         try:
             response = self._client.messages.create(**params)
         except anthropic.APIStatusError as error:

@@ -57,6 +57,9 @@ class LLMRequest:
     system: str
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
+    # "none": the tools stay defined (the Messages API rejects tool blocks in a request without
+    # them) but the model may not call one — how an answer is asked for after tool turns.
+    tool_choice: Literal["auto", "none"] = "auto"
     facts: dict[str, Any] = field(default_factory=dict)  # structured context (offline rules)
     max_tokens: int = 1024
 

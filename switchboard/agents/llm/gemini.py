@@ -54,6 +54,10 @@ class GeminiProvider(LLMProvider):
                     ]
                 )
             ]
+            if request.tool_choice == "none":
+                config.tool_config = types.ToolConfig(
+                    function_calling_config=types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.NONE)
+                )
         contents = [_to_content(message) for message in request.messages]
         try:
             response = self._client.models.generate_content(model=self.model, contents=contents, config=config)

@@ -184,7 +184,7 @@ class OfflineProvider(LLMProvider):
         purpose = (
             request.facts.get("original_purpose", request.purpose) if request.purpose == "repair" else request.purpose
         )
-        tool_names = {tool.name for tool in request.tools}
+        tool_names = {tool.name for tool in request.tools} if request.tool_choice == "auto" else set()
         answered_tools = any(message.role == "tool" for message in request.messages)
         if purpose == "analyst.analyse" and "get_record" in tool_names and not answered_tools:
             entity = request.facts["alert"]["entity"]
