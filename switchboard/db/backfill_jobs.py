@@ -108,8 +108,10 @@ def start_job(job_id: str) -> JobSnapshot | None:
             raise Permanent(f"backfill job {job_id} does not exist")
         if job.status in ("done", "failed"):
             return None
+        now = dt.datetime.now(dt.UTC)
         if job.status == "pending":
-            job.status, job.started_at = "running", dt.datetime.now(dt.UTC)
+            job.status, job.started_at = "running", now
+        job.updated_at = now  # the runner's heartbeat: a job nobody touches is stalled
         assert job.window_start is not None and job.window_end is not None
         return JobSnapshot(job.source, job.status, job.pages, job.cursor, job.window_start, job.window_end,
                          frozenset(job.missing_ids) if job.missing_ids else None)  # fmt: skip
@@ -167,6 +169,24 @@ def fail_job(job_id: str, error: BaseException) -> None:
             .values(status="failed", error=scrub(f"{type(error).__name__}: {error}")[:2000],
                     finished_at=dt.datetime.now(dt.UTC))
         )  # fmt: skip
+
+
+def stalled_jobs(quiet_for: dt.timedelta) -> list[str]:
+    """Running jobs no runner has touched for ``quiet_for``: their message was lost (a worker
+    killed between taking it from the broker and recording it unacknowledged)."""
+    cutoff = dt.datetime.now(dt.UTC) - quiet_for
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(BackfillJob.id).where(BackfillJob.status == "running", BackfillJob.updated_at < cutoff)
+            )
+        )
+
+
+def touch_job(job_id: str) -> None:
+    """Mark the job as just re-dispatched, so the next sweep waits a full quiet period again."""
+    with session_scope() as session:
+        session.execute(update(BackfillJob).where(BackfillJob.id == job_id).values(updated_at=dt.datetime.now(dt.UTC)))
 
 
 def open_job(source: str) -> str | None:

@@ -15,6 +15,12 @@ the next cursor and `pages`, which is compared-and-set: when two runners hold on
 redelivered after a crash next to a live one), a page is committed once and the loser's insert
 is rolled back. A worker killed mid-page loses only that page; the redelivered task resumes
 from the cursor. After SWITCHBOARD_BACKFILL_PAGES_PER_TASK pages a task re-queues itself.
+
+Every run of a job's task (deferrals included) touches the job. A job left `running` and
+untouched for longer than a redelivery could take (visibility timeout + task time limit + the
+longest backoff) lost its message — Redis can drop one taken by a worker killed before it was
+recorded unacknowledged — and gap detection re-dispatches it; the page compare-and-set makes a
+second runner harmless.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 from celery import Task
 
 from switchboard.celery_app import app
+from switchboard.db import backfill_jobs
 from switchboard.db.backfill_jobs import SOURCES, commit_page, create_job, fail_job, get_job, open_job, start_job
 from switchboard.integrations.backfill_sources import Missing, Source, configured, source_for
 from switchboard.integrations.resilience import CallContext
@@ -120,8 +127,29 @@ def _window(settings: Settings, now: dt.datetime) -> tuple[dt.datetime, dt.datet
     return now - dt.timedelta(seconds=settings.gap_detection_lookback_s), end
 
 
+def stall_period(settings: Settings) -> dt.timedelta:
+    """How long a live job can go untouched: a redelivery after the visibility timeout of a
+    task killed at its time limit, or the longest backoff between two runs."""
+    return dt.timedelta(
+        seconds=settings.visibility_timeout_s + settings.task_time_limit_s + settings.retry_backoff_cap_s
+    )
+
+
+def resume_stalled() -> list[str]:
+    """Re-dispatch every running job whose message was lost; returns their ids."""
+    resumed = backfill_jobs.stalled_jobs(stall_period(get_settings()))
+    for job_id in resumed:
+        backfill_jobs.touch_job(job_id)
+        dispatch(job_id)
+        log.warning("backfill %s: no runner touched it for a whole redelivery period, dispatched again", job_id)
+    return resumed
+
+
 def scan_sources(sources: list[str] | None, now: dt.datetime) -> Iterator[tuple[str, dict[str, Any]]]:
     settings = get_settings()
+    resumed = resume_stalled()
+    if resumed:
+        yield "resumed", {"jobs": resumed}
     start, end = _window(settings, now)
     for source in sources or list(SOURCES):
         if not configured(source, settings):
