@@ -34,6 +34,21 @@ def _settings() -> Settings:
     return settings
 
 
+def _embedded_settings() -> Settings:
+    """Settings for the embedded modes (`demo`, `standalone`): an agent whose provider is not
+    chosen (SWITCHBOARD_<AGENT>_PROVIDER) uses the offline rules, explicitly and said so."""
+    from switchboard.agents.llm import AGENTS
+
+    for agent in AGENTS:
+        os.environ.setdefault(f"SWITCHBOARD_{agent.upper()}_PROVIDER", "offline")
+    get_settings.cache_clear()
+    settings = _settings()
+    chosen = ", ".join(f"{agent} {getattr(settings, f'{agent}_provider')}" for agent in AGENTS)
+    console.print(f"agents: {chosen} (choose with SWITCHBOARD_<AGENT>_PROVIDER=anthropic|gemini|offline)",
+                  highlight=False)  # fmt: skip
+    return settings
+
+
 def _exec(argv: list[str], env: dict[str, str] | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -53,7 +68,7 @@ def standalone() -> None:
     """API + worker (all queues) + beat on this machine; embedded SQLite/broker by default."""
     from switchboard.standalone import run_standalone
 
-    raise typer.Exit(run_standalone(_settings()))
+    raise typer.Exit(run_standalone(_embedded_settings()))
 
 
 @cli.command()
@@ -63,10 +78,13 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Celery node name (default: LEVELS@host)")] = None,
 ) -> None:
     """Run a Celery worker on the given queues."""
+    from switchboard.agents.llm import check_configured
     from switchboard.processes import worker_argv
 
     settings = _settings()
-    _exec(worker_argv(settings, _parse_levels(queues), name=name, concurrency=concurrency or None))
+    levels = _parse_levels(queues)
+    check_configured(settings)  # a provider without its key stops the worker here, named
+    _exec(worker_argv(settings, levels, name=name, concurrency=concurrency or None))
 
 
 @cli.command()
@@ -152,7 +170,7 @@ def demo(
     """Seed bundled scenarios, run them through real workers, print the runs."""
     from switchboard.demo.runner import run_demo
 
-    raise typer.Exit(run_demo(_settings(), timeout_s=timeout))
+    raise typer.Exit(run_demo(_embedded_settings(), timeout_s=timeout))
 
 
 runs_cli = typer.Typer(help="Recent agent runs.", invoke_without_command=True, no_args_is_help=False)
@@ -183,12 +201,17 @@ def _ms(value: object) -> str:
     return "" if value is None else f"{float(str(value)):.0f}"
 
 
+def _usd(value: float | None) -> str:
+    return "unknown (no price for the model)" if value is None else f"${value:.4f}"
+
+
 def render_run_detail(run: dict[str, Any], console: Console) -> None:
     """One run for `switchboard runs show`: facts, steps, tool calls, approvals, actions, errors."""
     console.print(
         f"[bold]run {run['run_id']}[/bold]  {run['insight_kind'] or '-'}  status [bold]{run['status']}[/bold]"
         f"  queue {run['queue'] or '-'}  latency {_ms(run['latency_ms']) or '-'} ms"
-        f"  tokens {run['tokens_in']}/{run['tokens_out']}  cost ${run['cost_usd']:.4f}"
+        f"  tokens {run['tokens_in']}/{run['tokens_out']} (cache read {run['cache_read_tokens']}, "
+        f"write {run['cache_write_tokens']})  cost {_usd(run['cost_usd'])}"
         f"  provider {run['provider'] or '-'}  retries {run['retries']}",
         highlight=False,
     )
@@ -197,13 +220,14 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
     steps = Table(title="Steps")
-    for column in ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out", "provider",
-                   "error"):  # fmt: skip
+    for column in ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out",
+                   "cache read/write", "provider", "error"):  # fmt: skip
         steps.add_column(column)
     for step in run["steps"]:
         steps.add_row(
             step["step"], step["status"], str(step["attempt"]), str(step["retries"]), _ms(step["queue_wait_ms"]),
-            _ms(step["latency_ms"]), f"{step['tokens_in']}/{step['tokens_out']}", str(step["provider"] or ""),
+            _ms(step["latency_ms"]), f"{step['tokens_in']}/{step['tokens_out']}",
+            f"{step['cache_read_tokens']}/{step['cache_write_tokens']}", str(step["provider"] or ""),
             str(step["error"] or ""),
         )  # fmt: skip
     console.print(steps)

@@ -118,6 +118,23 @@ class Settings(BaseSettings):
     analyst_provider: LLMProviderName = "anthropic"
     advisor_provider: LLMProviderName = "anthropic"
     llm_timeout_s: float = Field(default=60.0, gt=0)
+    # Model calls share a rate budget per (provider, model) across every process; Anthropic's
+    # anthropic-ratelimit-requests-limit header lowers it to what the organisation has.
+    anthropic_rate_per_s: float = Field(default=50.0, gt=0)
+    gemini_rate_per_s: float = Field(default=25.0, gt=0)
+    # How long a model call waits for its rate budget in place before the step is re-queued.
+    llm_rate_wait_s: float = Field(default=15.0, ge=0)
+    # Output budget of each agent's model turns, thinking included; a turn cut at max_tokens is
+    # retried once with twice the budget, then fails naming the setting.
+    watcher_max_tokens: int = Field(default=2048, ge=64, le=64_000)
+    analyst_max_tokens: int = Field(default=8192, ge=64, le=64_000)
+    advisor_max_tokens: int = Field(default=8192, ge=64, le=64_000)
+    # Thinking per agent: unset → the model's default (Claude: off; Gemini 2.5: dynamic), 0 →
+    # off, -1 → the model decides (Claude adaptive, Gemini dynamic), N → up to N thinking tokens
+    # (at least 1024, and less than max_tokens: the thinking is part of the output budget).
+    watcher_thinking_budget: int | None = Field(default=None, ge=-1)
+    analyst_thinking_budget: int | None = Field(default=None, ge=-1)
+    advisor_thinking_budget: int | None = Field(default=None, ge=-1)
     # Simulated latency of each offline-provider call (benchmarks); 0 in normal use.
     offline_latency_ms: int = Field(default=0, ge=0)
     embedder: Literal["hashing", "sentence-transformers"] = "hashing"
@@ -298,6 +315,22 @@ class Settings(BaseSettings):
                 f"({self.escalate_urgent_fraction:g} >= {self.escalate_fraction:g})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_thinking_budgets(self) -> Settings:
+        for agent in ("watcher", "analyst", "advisor"):
+            budget, most = getattr(self, f"{agent}_thinking_budget"), getattr(self, f"{agent}_max_tokens")
+            if budget not in (None, 0, -1) and not 1024 <= budget < most:
+                raise ValueError(
+                    f"SWITCHBOARD_{agent.upper()}_THINKING_BUDGET ({budget}) must be 0 (off), -1 (adaptive) or from "
+                    "1024 up to below "
+                    f"SWITCHBOARD_{agent.upper()}_MAX_TOKENS ({most}): the thinking is part of the output budget"
+                )
+        return self
+
+    def model_budget(self, agent: str) -> tuple[int, int | None]:
+        """(max_tokens, thinking budget) of one agent's model turns."""
+        return getattr(self, f"{agent}_max_tokens"), getattr(self, f"{agent}_thinking_budget")
 
     def sla_for(self, severity: str) -> float:
         """Seconds from an insight's creation to its SLA deadline."""

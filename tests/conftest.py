@@ -38,6 +38,8 @@ os.environ.update(
         "SWITCHBOARD_BROKER_URL": REDIS_URL,
         "SWITCHBOARD_QUEUE_PREFIX": f"t{SESSION_TAG}.",
         "SWITCHBOARD_DATA_DIR": str(DATA_DIR),
+        # no silent fallback: the offline rules are chosen, as a deployment must choose them
+        **{f"SWITCHBOARD_{agent}_PROVIDER": "offline" for agent in ("WATCHER", "ANALYST", "ADVISOR")},
     }
 )
 

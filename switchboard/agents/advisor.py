@@ -15,10 +15,11 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from switchboard.agents import answers
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
-from switchboard.agents.toolloop import ask_for_json
+from switchboard.agents.toolloop import ask
 from switchboard.contracts import RISK_ORDER, Action, ActionPlan, Analysis, action_key, episode_of
 from switchboard.db.models import AgentStep, Approval
 from switchboard.db.runs import RAW_OUTPUTS
@@ -38,12 +39,12 @@ BASE_RISK: dict[str, str] = {
 
 SYSTEM = (
     "You are the Advisor of a revenue-operations team. Given an analysed anomaly, plan what to do. "
-    'Answer with ONE JSON object: {"actions": [...], "rationale": "..."}. Each action is one of: '
+    'Call the `answer` tool with {"actions": [...], "rationale": "..."}. Each action is one of: '
     '{"type":"create_hubspot_task","subject":...,"body":...,"owner_id":null,"due_in_days":2}, '
     '{"type":"draft_customer_message","recipient":{"source":...,"type":...,"id":...},"subject":...,"body":...}, '
     '{"type":"flag_finance_review","summary":...,"amount_cents":null,"currency":null}, '
     '{"type":"open_stripe_dispute_review","dispute_ids":[...],"summary":...}, {"type":"no_action"}; '
-    'each may carry "reason" and "risk" ("low"|"medium"|"high"). No prose outside the JSON.'
+    'each may carry "reason" and "risk" ("low"|"medium"|"high").'
 )
 
 _action_adapter: TypeAdapter[Action] = TypeAdapter(Action)
@@ -118,18 +119,22 @@ def plan(ctx: StepContext, analysis: Analysis, settings: Settings) -> ActionPlan
         return stored
     alert = analysis.alert
     ctx.entity_type, ctx.entity_id = alert.entity.type, alert.entity.id
+    max_tokens, thinking = settings.model_budget("advisor")
     request = LLMRequest(
         purpose="advisor.plan",
         system=SYSTEM,
         messages=(Message(role="user", text=f"Analysis:\n{analysis.model_dump_json(indent=1)}"),),
         facts={"alert": alert.model_dump(mode="json"), "analysis": json.loads(analysis.model_dump_json())},
+        max_tokens=max_tokens,
+        thinking_budget=thinking,
     )
     provider = provider_for("advisor", settings)
-    result = ask_for_json(
+    result = ask(
         ctx,
         provider,
         request,
         {},
+        answers.ADVISOR,
         lambda answer: _build_plan(analysis, answer, ctx.provider or provider.name, ctx.model or provider.model),
     )
     _persist_plan(result, ctx.step)

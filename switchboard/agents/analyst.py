@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from switchboard.agents import answers
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
 from switchboard.agents.memory import cached_context_or_record, recent_conversation, search_knowledge, store_context
-from switchboard.agents.toolloop import ask_for_json, remember_tool_result
+from switchboard.agents.toolloop import ask, remember_tool_result
 from switchboard.agents.tools import ANALYST_TOOLS
 from switchboard.contracts import ROOT_CAUSES, Analysis, WatchResult
 from switchboard.db.session import session_scope
@@ -28,9 +29,9 @@ MAX_LINKS = 20
 
 SYSTEM = (
     "You are the Analyst of a revenue-operations team. Explain the anomaly you are given using "
-    "the facts provided and the tools (fetch the records you need). Answer with ONE JSON object: "
+    "the facts provided and the tools (fetch the records you need). Then call the `answer` tool with "
     '{"root_cause": one of ' + json.dumps(list(ROOT_CAUSES)) + ', "narrative": "2-5 sentences", '
-    '"evidence_ids": ["ids of the records that support it"], "confidence": 0.0-1.0}. No prose outside the JSON.'
+    '"evidence_ids": ["ids of the records that support it"], "confidence": 0.0-1.0}.'
 )
 
 
@@ -79,12 +80,14 @@ def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.
         f"\n\nRelevant knowledge:\n{json.dumps(context['knowledge'])}\n\n"
         f"Earlier conversation about this entity:\n{json.dumps(context['history'])}"
     )
+    max_tokens, thinking = settings.model_budget("analyst")
     request = LLMRequest(
         purpose="analyst.analyse",
         system=SYSTEM,
         messages=(Message(role="user", text=prompt),),
-        tools=tuple(tool.spec for tool in ANALYST_TOOLS.values()),
         facts={"alert": alert.model_dump(mode="json"), **context},
+        max_tokens=max_tokens,
+        thinking_budget=thinking,
     )
     provider = provider_for("analyst", settings)
 
@@ -101,4 +104,4 @@ def analyse(ctx: StepContext, watched: WatchResult, settings: Settings, now: dt.
             model=ctx.model or provider.model,
         )
 
-    return ask_for_json(ctx, provider, request, ANALYST_TOOLS, validate)
+    return ask(ctx, provider, request, ANALYST_TOOLS, answers.ANALYST, validate)

@@ -9,7 +9,7 @@ from typing import Any
 
 from switchboard.agents.llm import estimate_cost_usd
 from switchboard.agents.llm.base import LLMReply
-from switchboard.db.runs import Prior
+from switchboard.db.runs import Prior, add_cost
 
 
 @dataclass
@@ -34,7 +34,9 @@ class StepContext:
     entity_id: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = 0.0  # None once a turn's cost is unknown
     provider: str | None = None
     model: str | None = None
     conversation: list[ConversationEntry] = field(default_factory=list)
@@ -47,7 +49,11 @@ class StepContext:
         """Add one model turn's usage and text to the step's totals and transcript."""
         self.tokens_in += reply.tokens_in
         self.tokens_out += reply.tokens_out
-        self.cost_usd += estimate_cost_usd(reply.model, reply.tokens_in, reply.tokens_out)
+        self.cache_read_tokens += reply.cache_read_tokens
+        self.cache_write_tokens += reply.cache_write_tokens
+        cost = estimate_cost_usd(reply.model, reply.tokens_in, reply.tokens_out, reply.cache_read_tokens,
+                                 reply.cache_write_tokens)  # fmt: skip
+        self.cost_usd = add_cost(self.cost_usd, cost)
         self.provider, self.model = reply.provider, reply.model
         content = reply.text or "; ".join(f"tool_use {c.name}({c.input})" for c in reply.tool_calls)
         self.conversation.append(

@@ -1,5 +1,19 @@
-"""The model conversation loop: tool calls (recorded one row each) and JSON answers with one
-repair attempt, shared by the three agents whatever the provider."""
+"""The model conversation loop, shared by the three agents whatever the provider: tool calls
+(recorded one row each), a structured answer through the `answer` tool, stop reasons, and one
+repair turn.
+
+Every request defines the agent's tools and the `answer` tool (whose input schema is the
+answer's JSON schema, `agents/answers.py`). The model may call the data tools for a few
+turns; then — or at once, for an agent without data tools — `tool_choice="answer"` makes it
+call `answer`. The tools are never withdrawn: a history with tool blocks needs them defined.
+An answer in text instead (prose, a JSON code fence) is read as JSON as a fallback, for models
+that ignore the tool; an invalid answer gets one repair turn that keeps the history valid
+(every tool call answered by its result), then the step fails permanently with the raw output.
+
+Stop reasons: `max_tokens` → the same turn once more with twice the budget, then a permanent
+failure naming the setting; `refusal` → permanent, the model's words stored; `pause_turn` →
+the paused turn is sent back for the model to continue.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +27,24 @@ from pydantic import ValidationError
 
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm.base import (
+    ANSWER_TOOL,
     LLMProvider,
     LLMReply,
     LLMRequest,
     Message,
+    ToolCall,
     ToolResult,
     ToolSpec,
     extract_json_object,
 )
 from switchboard.db import toolcalls
 from switchboard.errors import Permanent
+from switchboard.integrations.resilience import CallContext
 
 T = TypeVar("T")
+
+MAX_TOOL_TURNS = 4
+MAX_PAUSES = 3  # pause_turn continuations of one turn
 
 
 @dataclass(frozen=True)
@@ -39,29 +59,127 @@ class MalformedModelOutput(Permanent):
     """The model's answer did not validate, even after one repair attempt."""
 
 
-def converse(
-    ctx: StepContext, provider: LLMProvider, request: LLMRequest, tools: dict[str, Tool], *, max_turns: int = 4
-) -> tuple[LLMReply, LLMRequest]:
-    """Run model turns until it answers without tool calls; returns the answer and the final request."""
-    ctx.record_prompt("user", request.messages[-1].text if request.messages else "")
-    for _ in range(max_turns):
-        reply = provider.generate(request)
-        ctx.record_reply(reply)
-        if not reply.tool_calls:
-            return reply, request
-        results = tuple(_call_tool(ctx, tools, call.id, call.name, call.input) for call in reply.tool_calls)
-        request = replace(
-            request,
-            messages=(
-                *request.messages,
-                Message(role="assistant", text=reply.text, tool_calls=reply.tool_calls),
-                Message(role="tool", tool_results=results),
-            ),
-        )
-    # Out of turns: ask for the answer, the tools still defined but not to be called.
-    reply = provider.generate(replace(request, tool_choice="none"))
+class ModelRefused(Permanent):
+    """The model declined to answer (stop reason `refusal`, or a safety block)."""
+
+
+class AnswerTruncated(Permanent):
+    """The model's turn was cut at max_tokens, twice, the second time with twice the budget."""
+
+
+def generate(ctx: StepContext, provider: LLMProvider, request: LLMRequest) -> LLMReply:
+    """One model turn with its stop reason handled: continued after `pause_turn`, tried once
+    more with twice the budget after `max_tokens`, a permanent failure on `refusal`."""
+    context = CallContext(run_id=ctx.run_id, step=ctx.step, agent=ctx.agent)
+    reply = provider.generate(request, context)
     ctx.record_reply(reply)
-    return reply, request
+    for _ in range(MAX_PAUSES):
+        if reply.stop_reason != "pause_turn":
+            break
+        request = replace(request, messages=(*request.messages, reply.as_message()))
+        reply = provider.generate(request, context)
+        ctx.record_reply(reply)
+    if reply.stop_reason == "max_tokens":
+        larger = replace(request, max_tokens=request.max_tokens * 2)
+        reply = provider.generate(larger, context)
+        ctx.record_reply(reply)
+        if reply.stop_reason == "max_tokens":
+            ctx.raw_outputs.append(reply.text)
+            setting = f"SWITCHBOARD_{ctx.agent.upper()}_MAX_TOKENS"
+            raise AnswerTruncated(
+                f"{ctx.agent}: the model's answer was cut at max_tokens twice ({request.max_tokens}, then "
+                f"{larger.max_tokens} tokens, thinking included); raise {setting}"
+            )
+    if reply.stop_reason == "refusal":
+        ctx.raw_outputs.append(reply.text)
+        said = reply.text.strip() or "(no explanation given)"
+        why = reply.stop_detail or "refusal"
+        raise ModelRefused(f"{ctx.agent}: the model refused to answer ({why}): {said[:1000]}")
+    return reply
+
+
+def _continue_with(request: LLMRequest, reply: LLMReply, results: tuple[ToolResult, ...], **changes: Any) -> LLMRequest:
+    """The request with this turn and the answers to its tool calls appended."""
+    answered = Message(role="tool", tool_results=results)
+    return replace(request, messages=(*request.messages, reply.as_message(), answered), **changes)
+
+
+def ask(
+    ctx: StepContext,
+    provider: LLMProvider,
+    request: LLMRequest,
+    tools: dict[str, Tool],
+    answer: ToolSpec,
+    validate: Callable[[dict[str, Any]], T],
+) -> T:
+    """Converse until the model answers through ``answer``; validate it (one repair turn)."""
+    ctx.record_prompt("user", request.messages[-1].text if request.messages else "")
+    request = replace(
+        request,
+        tools=(*(tool.spec for tool in tools.values()), answer),
+        tool_choice="auto" if tools else "answer",
+    )
+    turns = 0
+    while True:
+        reply = generate(ctx, provider, request)
+        given = next((call for call in reply.tool_calls if call.name == ANSWER_TOOL), None)
+        wanted = [call for call in reply.tool_calls if call.name != ANSWER_TOOL]
+        if given is None and wanted and turns < MAX_TOOL_TURNS:
+            turns += 1
+            results = tuple(_call_tool(ctx, tools, call.id, call.name, call.input) for call in wanted)
+            # out of turns: the tools stay defined, and the next turn must answer
+            choice = "auto" if turns < MAX_TOOL_TURNS else "answer"
+            request = _continue_with(request, reply, results, tool_choice=choice)
+            continue
+        break
+    try:
+        return validate(_answer_of(reply, given))
+    except (ValueError, ValidationError) as error:
+        ctx.raw_outputs.append(_raw(reply))
+        problem = _describe(error)
+    repair = _repair(request, reply, problem)
+    ctx.record_prompt("user", f"repair: {problem}")
+    second = generate(ctx, provider, repair)
+    again = next((call for call in second.tool_calls if call.name == ANSWER_TOOL), None)
+    try:
+        return validate(_answer_of(second, again))
+    except (ValueError, ValidationError) as error:
+        ctx.raw_outputs.append(_raw(second))
+        raise MalformedModelOutput(
+            f"{ctx.agent} output invalid after one repair attempt: {_describe(error)}; "
+            f"raw output: {_raw(second)[:2000]!r}"
+        ) from None
+
+
+def _answer_of(reply: LLMReply, given: ToolCall | None) -> dict[str, Any]:
+    if given is not None:
+        return given.input
+    if reply.tool_calls:
+        raise ValueError(f"no answer: the model called {', '.join(c.name for c in reply.tool_calls)} instead of answer")
+    return extract_json_object(reply.text)  # the fallback for a model that answered in text
+
+
+def _repair(request: LLMRequest, reply: LLMReply, problem: str) -> LLMRequest:
+    """The turn that asks for a corrected answer, on a valid history: a turn with tool calls is
+    followed by a result for each (the answer's names the problem), a text turn by a user turn."""
+    ask_again = f"Your answer was not valid: {problem}. Call the {ANSWER_TOOL} tool with the corrected answer."
+    changes: dict[str, Any] = {
+        "purpose": "repair", "tool_choice": "answer", "facts": {**request.facts, "original_purpose": request.purpose},
+    }  # fmt: skip
+    if reply.tool_calls:
+        results = tuple(
+            ToolResult(call.id, call.name, json.dumps({"error": ask_again if call.name == ANSWER_TOOL else
+                                                       "not run: give your answer now"}), is_error=True)
+            for call in reply.tool_calls
+        )  # fmt: skip
+        return _continue_with(request, reply, results, **changes)
+    return replace(request, messages=(*request.messages, replace(reply.as_message(), text=reply.text or "(empty)"),
+                                      Message(role="user", text=ask_again)), **changes)  # fmt: skip
+
+
+def _raw(reply: LLMReply) -> str:
+    calls = "; ".join(f"{c.name}({json.dumps(c.input, default=str)})" for c in reply.tool_calls)
+    return " ".join(part for part in (reply.text, calls) if part)
 
 
 def _tool_key(name: str, arguments: dict[str, Any]) -> str:
@@ -97,47 +215,6 @@ def _call_tool(
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def ask_for_json(
-    ctx: StepContext,
-    provider: LLMProvider,
-    request: LLMRequest,
-    tools: dict[str, Tool],
-    validate: Callable[[dict[str, Any]], T],
-) -> T:
-    """Converse, then validate the JSON answer; one repair turn, then a permanent failure."""
-    reply, final_request = converse(ctx, provider, request, tools)
-    try:
-        return validate(extract_json_object(reply.text))
-    except (ValueError, ValidationError) as error:
-        ctx.raw_outputs.append(reply.text)
-        problem = _describe(error)
-    repair = replace(
-        final_request,
-        purpose="repair",
-        tool_choice="none",
-        facts={**request.facts, "original_purpose": request.purpose},
-        messages=(
-            *final_request.messages,
-            Message(role="assistant", text=reply.text or "(empty)"),
-            Message(
-                role="user",
-                text=f"Your answer was not valid: {problem}. Reply with only the corrected JSON object, no prose.",
-            ),
-        ),
-    )
-    ctx.record_prompt("user", f"repair: {problem}")
-    second = provider.generate(repair)
-    ctx.record_reply(second)
-    try:
-        return validate(extract_json_object(second.text))
-    except (ValueError, ValidationError) as error:
-        ctx.raw_outputs.append(second.text)
-        raise MalformedModelOutput(
-            f"{ctx.agent} output invalid after one repair attempt: {_describe(error)}; "
-            f"raw output: {second.text[:2000]!r}"
-        ) from None
 
 
 def _describe(error: Exception) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from switchboard.agents import answers
 from switchboard.agents.context import StepContext
 from switchboard.agents.detectors import (
     REFERENCE_TYPES,
@@ -23,7 +24,7 @@ from switchboard.agents.detectors import (
 )
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
-from switchboard.agents.toolloop import ask_for_json
+from switchboard.agents.toolloop import ask
 from switchboard.contracts import Alert, WatchRequest, WatchResult
 from switchboard.db import runs
 from switchboard.db.models import OPEN_INSIGHT_STATUSES, ProactiveInsight, SourceRecord
@@ -34,7 +35,7 @@ LOOKBACK = dt.timedelta(days=60)
 
 SYSTEM = (
     "You are the Watcher of a revenue-operations team. Summarise the alert in one sentence a busy "
-    "operator can act on, and rank it among the open alerts (1 = most urgent). Answer with ONE JSON object: "
+    "operator can act on, and rank it among the open alerts (1 = most urgent). Call the `answer` tool with "
     '{"summary": "...", "rank": 1}.'
 )
 
@@ -106,6 +107,7 @@ def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.d
         kinds=[alert.kind] if reads is not None else None,
     )  # fmt: skip
     refreshed = next((fresh for fresh in current if fresh.dedupe_key == alert.dedupe_key), alert)
+    max_tokens, thinking = settings.model_budget("watcher")
     llm_request = LLMRequest(
         purpose="watcher.summarise",
         system=SYSTEM,
@@ -113,7 +115,8 @@ def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.d
             Message(role="user", text=f"Alert:\n{refreshed.model_dump_json(indent=1)}\n\nOpen alerts:\n{others}"),
         ),
         facts={"alert": refreshed.model_dump(mode="json"), "open_alerts": others},
-        max_tokens=400,
+        max_tokens=max_tokens,
+        thinking_budget=thinking,
     )
 
     def validate(answer: dict[str, Any]) -> Alert:
@@ -125,5 +128,5 @@ def watch(ctx: StepContext, request: WatchRequest, settings: Settings, now: dt.d
             {**refreshed.model_dump(), "summary": answer.get("summary"), "rank": answer.get("rank")}
         )
 
-    summarised = ask_for_json(ctx, provider_for("watcher", settings), llm_request, {}, validate)
+    summarised = ask(ctx, provider_for("watcher", settings), llm_request, {}, answers.WATCHER, validate)
     return WatchResult(run_id=request.run_id, insight_id=request.insight_id, alert=summarised)

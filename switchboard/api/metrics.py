@@ -144,18 +144,29 @@ class SwitchboardCollector(Collector):
 
         usage = hook_metrics.read_hash(client, f"{prefix}tokens")
         tokens = CounterMetricFamily(
-            "switchboard_llm_tokens", "Model tokens used, by provider and direction", labels=["provider", "direction"]
+            "switchboard_llm_tokens",
+            "Model tokens used, by provider and direction (in: input at the full price; cache_read, cache_write)",
+            labels=["provider", "direction"],
         )
         cost = CounterMetricFamily(
             "switchboard_llm_cost_usd", "Estimated model cost in USD, by provider", labels=["provider"]
+        )
+        unpriced = CounterMetricFamily(
+            "switchboard_llm_unpriced_steps",
+            "Steps whose cost is unknown (a model without a price)",
+            labels=["provider"],
         )
         providers = sorted({field.split(":", 1)[0] for field in usage})
         for provider in providers:
             tokens.add_metric([provider, "in"], int(usage.get(f"{provider}:in", 0)))
             tokens.add_metric([provider, "out"], int(usage.get(f"{provider}:out", 0)))
+            tokens.add_metric([provider, "cache_read"], int(usage.get(f"{provider}:cache_read", 0)))
+            tokens.add_metric([provider, "cache_write"], int(usage.get(f"{provider}:cache_write", 0)))
             cost.add_metric([provider], float(usage.get(f"{provider}:cost", 0.0)))
+            unpriced.add_metric([provider], int(usage.get(f"{provider}:unpriced", 0)))
         yield tokens
         yield cost
+        yield unpriced
 
 
 _registry = CollectorRegistry(auto_describe=False)

@@ -101,7 +101,8 @@ class ApprovalStatus(StrEnum):
 INSIGHT_STATUSES = tuple(status.value for status in InsightStatus)
 OPEN_INSIGHT_STATUSES = ("new", "queued", "running", "awaiting_approval")
 RUN_STATUSES = tuple(status.value for status in RunStatus)
-TOOL_CALL_STATUSES = ("pending", "retrying", "done", "failed")
+# deferred: the call waits without using an attempt (an overloaded model)
+TOOL_CALL_STATUSES = ("pending", "retrying", "deferred", "done", "failed")
 BACKFILL_STATUSES = ("pending", "running", "done", "failed")
 APPROVAL_STATUSES = tuple(status.value for status in ApprovalStatus)
 
@@ -325,9 +326,12 @@ class AgentRun(TimestampMixin, Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     queue_wait_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
-    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)  # input billed at the full price
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)  # output, thinking included
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # NULL: unknown (a model missing from the price table), never a made-up $0
+    cost_usd: Mapped[float | None] = mapped_column(Float, default=0.0)
     retries: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     input: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -361,9 +365,12 @@ class AgentStep(TimestampMixin, Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     queue_wait_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
-    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)  # input billed at the full price
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)  # output, thinking included
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # NULL: unknown (a model missing from the price table), never a made-up $0
+    cost_usd: Mapped[float | None] = mapped_column(Float, default=0.0)
     provider: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)

@@ -54,7 +54,9 @@ def _run_summary(run: AgentRun, executed: int, pending: int) -> dict[str, Any]:
         "queue_wait_ms": _round(run.queue_wait_ms),
         "tokens_in": run.tokens_in,
         "tokens_out": run.tokens_out,
-        "cost_usd": round(run.cost_usd, 6),
+        "cache_read_tokens": run.cache_read_tokens,
+        "cache_write_tokens": run.cache_write_tokens,
+        "cost_usd": round(run.cost_usd, 6) if run.cost_usd is not None else None,
         "provider": run.provider,
         "model": run.model,
         "retries": run.retries,
@@ -123,7 +125,9 @@ def _step_dict(step: AgentStep) -> dict[str, Any]:
         "latency_ms": _round(step.latency_ms),
         "tokens_in": step.tokens_in,
         "tokens_out": step.tokens_out,
-        "cost_usd": round(step.cost_usd, 6),
+        "cache_read_tokens": step.cache_read_tokens,
+        "cache_write_tokens": step.cache_write_tokens,
+        "cost_usd": round(step.cost_usd, 6) if step.cost_usd is not None else None,
         "provider": step.provider,
         "model": step.model,
         "error": step.error,
@@ -338,7 +342,8 @@ def run_outcomes(hours: int = 24, *, now: dt.datetime | None = None) -> list[dic
 
 
 def usage_per_day(days: int = 14, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Tokens in/out and estimated cost (USD) of the runs created each day over the last ``days``."""
+    """Tokens in/out/cache and estimated cost (USD) of the runs created each day over the last
+    ``days``; `unpriced_runs` counts runs whose cost is unknown (left out of `cost_usd`)."""
     since = _day_floor(now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days - 1)
     with session_scope() as session:
         bucket = _bucket_expression(session, AgentRun.created_at, "day").label("bucket")
@@ -347,8 +352,11 @@ def usage_per_day(days: int = 14, *, now: dt.datetime | None = None) -> list[dic
                 bucket,
                 func.sum(AgentRun.tokens_in).label("tokens_in"),
                 func.sum(AgentRun.tokens_out).label("tokens_out"),
+                func.sum(AgentRun.cache_read_tokens).label("cache_read_tokens"),
+                func.sum(AgentRun.cache_write_tokens).label("cache_write_tokens"),
                 func.sum(AgentRun.cost_usd).label("cost_usd"),
                 func.count().label("runs"),
+                func.count().filter(AgentRun.cost_usd.is_(None)).label("unpriced_runs"),
             )
             .where(AgentRun.created_at >= since)
             .group_by(bucket)
@@ -359,8 +367,11 @@ def usage_per_day(days: int = 14, *, now: dt.datetime | None = None) -> list[dic
             "day": _as_bucket(row.bucket).date().isoformat(),
             "tokens_in": int(row.tokens_in or 0),
             "tokens_out": int(row.tokens_out or 0),
+            "cache_read_tokens": int(row.cache_read_tokens or 0),
+            "cache_write_tokens": int(row.cache_write_tokens or 0),
             "cost_usd": round(float(row.cost_usd or 0.0), 6),
             "runs": row.runs,
+            "unpriced_runs": row.unpriced_runs,
         }
         for row in rows
     ]

@@ -259,7 +259,9 @@ class Attempt:
 
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = 0.0  # None: unknown (a model without a price)
     provider: str | None = None
     model: str | None = None
     entity_type: str | None = None
@@ -326,15 +328,20 @@ def _set_insight_status(session: Session, run: AgentRun, status: str) -> None:
             insight.status = status
 
 
+def add_cost(total: float | None, cost: float | None) -> float | None:
+    """A sum of costs in which one unknown makes the total unknown (as SQL's + with NULL)."""
+    return None if total is None or cost is None else total + cost
+
+
 def _add_usage(step: AgentStep, run: AgentRun, attempt: Attempt) -> None:
-    step.tokens_in += attempt.tokens_in
-    step.tokens_out += attempt.tokens_out
-    step.cost_usd += attempt.cost_usd
+    for row in (step, run):
+        row.tokens_in += attempt.tokens_in
+        row.tokens_out += attempt.tokens_out
+        row.cache_read_tokens += attempt.cache_read_tokens
+        row.cache_write_tokens += attempt.cache_write_tokens
+        row.cost_usd = add_cost(row.cost_usd, attempt.cost_usd)
     step.provider = attempt.provider or step.provider
     step.model = attempt.model or step.model
-    run.tokens_in += attempt.tokens_in
-    run.tokens_out += attempt.tokens_out
-    run.cost_usd += attempt.cost_usd
     if attempt.provider:
         providers = set(filter(None, (run.provider or "").split("+"))) | {attempt.provider}
         run.provider = "+".join(sorted(providers))
@@ -418,7 +425,8 @@ def finish_step(
         return _transaction(
             lambda session: runs_postgres.step_succeeded(
                 session, run_id=run_id, step=step, agent=agent, final=final, now=now, output=output,
-                tokens_in=attempt.tokens_in, tokens_out=attempt.tokens_out, cost_usd=attempt.cost_usd,
+                tokens_in=attempt.tokens_in, tokens_out=attempt.tokens_out, cache_read=attempt.cache_read_tokens,
+                cache_write=attempt.cache_write_tokens, cost_usd=attempt.cost_usd,
                 provider=attempt.provider, model=attempt.model,
                 entity_type=attempt.entity_type, entity_id=attempt.entity_id, conversation=attempt.conversation,
             )[1],

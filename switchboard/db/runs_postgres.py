@@ -171,6 +171,7 @@ _FINISHED = """
 WITH run AS (
     UPDATE agent_runs AS r
     SET tokens_in = r.tokens_in + :tokens_in, tokens_out = r.tokens_out + :tokens_out,
+        cache_read_tokens = r.cache_read_tokens + :cache_read, cache_write_tokens = r.cache_write_tokens + :cache_write,
         cost_usd = r.cost_usd + :cost_usd,
         provider = CASE WHEN :provider IS NULL THEN r.provider ELSE (
             SELECT string_agg(name, '+' ORDER BY name COLLATE "C")
@@ -184,8 +185,10 @@ WITH run AS (
     RETURNING r.id, r.insight_id, r.status
 ), step AS (
     INSERT INTO agent_steps AS s (run_id, step, agent, status, attempt, retries, finished_at, output,
-                                  tokens_in, tokens_out, cost_usd, provider, model)
-    SELECT run.id, :step, :agent, 'done', 0, 0, :now, :output, :tokens_in, :tokens_out, :cost_usd, :provider, :model
+                                  tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, cost_usd, provider,
+                                  model)
+    SELECT run.id, :step, :agent, 'done', 0, 0, :now, :output, :tokens_in, :tokens_out, :cache_read, :cache_write,
+           :cost_usd, :provider, :model
     FROM run
     ON CONFLICT (run_id, step) DO UPDATE
     SET status = 'done', error = NULL,
@@ -197,6 +200,8 @@ WITH run AS (
                           ELSE extract(epoch FROM (excluded.finished_at - s.started_at)) * 1000 END,
         output = CASE WHEN s.status = 'done' AND s.output IS NOT NULL THEN s.output ELSE excluded.output END,
         tokens_in = s.tokens_in + excluded.tokens_in, tokens_out = s.tokens_out + excluded.tokens_out,
+        cache_read_tokens = s.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens = s.cache_write_tokens + excluded.cache_write_tokens,
         cost_usd = s.cost_usd + excluded.cost_usd,
         provider = coalesce(excluded.provider, s.provider), model = coalesce(excluded.model, s.model),
         updated_at = now()
@@ -227,7 +232,8 @@ _SETTLE = """
 
 _FINISHED_TYPES = {
     "run_id": "text", "step": "text", "agent": "text", "now": "timestamptz", "output": "jsonb", "tokens_in": "integer",
-    "tokens_out": "integer", "cost_usd": "double precision", "provider": "text", "model": "text",
+    "tokens_out": "integer", "cache_read": "integer", "cache_write": "integer",
+    "cost_usd": "double precision", "provider": "text", "model": "text",
     "entity_type": "text", "entity_id": "text", "conversation": "jsonb",
 }  # fmt: skip
 _FINISHED_STEP = Prepared(
@@ -247,7 +253,9 @@ def step_succeeded(
     output: dict[str, Any],
     tokens_in: int,
     tokens_out: int,
-    cost_usd: float,
+    cache_read: int,
+    cache_write: int,
+    cost_usd: float | None,
     provider: str | None,
     model: str | None,
     entity_type: str | None,
@@ -258,8 +266,8 @@ def step_succeeded(
     row = (_FINISHED_RUN if final else _FINISHED_STEP).execute(
         session,
         {"run_id": run_id, "step": step, "agent": agent, "now": now, "output": output,
-         "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost_usd,
-         "provider": provider, "model": model,
+         "tokens_in": tokens_in, "tokens_out": tokens_out, "cache_read": cache_read, "cache_write": cache_write,
+         "cost_usd": cost_usd, "provider": provider, "model": model,
          "entity_type": entity_type, "entity_id": entity_id, "conversation": conversation},
     )  # fmt: skip
     return bool(row.found), row.latency_ms

@@ -160,7 +160,14 @@ def _verdict(runs: list[dict[str, object]], console: Console) -> int:
     kinds = {str(run["insight_kind"]) for run in runs}
     unexpected = sorted(kinds - expected)
     missing = sorted(expected - kinds)
-    bad = [run for run in runs if run["status"] not in ("done", "awaiting_approval")]
+    # a model that declines to answer is the model's call, handled as it should be (the run
+    # failed with the model's words): reported, not a failure of the demo
+    refused = [run for run in runs if run["status"] == "failed" and "ModelRefused" in str(run["error"] or "")]
+    bad = [run for run in runs if run["status"] not in ("done", "awaiting_approval") and run not in refused]
+    if refused:
+        console.print(
+            f"[yellow]{len(refused)} run(s) refused by the model (the reason is stored with the run)[/yellow]"
+        )
     if unexpected:
         console.print(f"[red]normal data raised insights it must not: {unexpected}[/red]")
     if missing:

@@ -36,6 +36,7 @@ from sqlalchemy import select
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
+from switchboard.errors import ConfigurationError
 from switchboard.evals.scenarios import Scenario, load_scenarios
 from switchboard.settings import Settings, get_settings
 
@@ -198,11 +199,16 @@ def _eval_env(settings: Settings, run_id: str, provider: str | None, work: Path)
 
 
 def _provider_and_model(settings: Settings, provider: str | None) -> tuple[str, str]:
+    """The provider and model the eval is labelled with; a provider without its key is refused
+    (EvalError naming the variable), never replaced by the offline rules."""
+    from switchboard.agents.llm import AGENTS, check_configured
+
     chosen = provider or settings.analyst_provider
-    if chosen == "anthropic" and settings.anthropic_api_key is None:
-        chosen = "offline"
-    if chosen == "gemini" and settings.gemini_api_key is None:
-        chosen = "offline"
+    as_run = settings.model_copy(update={f"{agent}_provider": provider for agent in AGENTS}) if provider else settings
+    try:
+        check_configured(as_run)
+    except ConfigurationError as error:
+        raise EvalError(str(error)) from None
     model = {"anthropic": settings.anthropic_model, "gemini": settings.gemini_model}.get(chosen, "offline-rules-v1")
     return chosen, model
 

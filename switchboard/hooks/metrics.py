@@ -6,7 +6,8 @@ Counters only ever go up; Prometheus treats a Redis flush like a process restart
 
 Keys (prefixed with the deployment's queue prefix, so deployments sharing a Redis stay apart):
   …metrics:step_latency:<agent>  hash: one field per histogram bucket (non-cumulative), sum, count
-  …metrics:tokens                hash: "<provider>:in" / "<provider>:out" tokens, "<provider>:cost" USD
+  …metrics:tokens                hash: "<provider>:in" / ":out" / ":cache_read" / ":cache_write" tokens,
+                                 "<provider>:cost" USD (known costs), "<provider>:unpriced" steps
   …metrics:ratelimit_waits       hash: "<integration>" deferrals, "<integration>:seconds" waited
 """
 
@@ -49,7 +50,9 @@ def record_step(
     provider: str | None = None,
     tokens_in: int = 0,
     tokens_out: int = 0,
-    cost_usd: float = 0.0,
+    cost_usd: float | None = 0.0,
+    cache_read: int = 0,
+    cache_write: int = 0,
 ) -> None:
     """Add one step attempt to the counters in one round trip: its latency to its agent's
     histogram (when it finished) and its model usage to its provider's totals."""
@@ -61,11 +64,16 @@ def record_step(
         pipe.hincrby(key, bucket_field(seconds), 1)
         pipe.hincrbyfloat(key, "sum", seconds)
         pipe.hincrby(key, "count", 1)
-    if provider and (tokens_in or tokens_out or cost_usd):
+    if provider and (tokens_in or tokens_out or cache_read or cache_write or cost_usd != 0.0):
         key = f"{prefix}tokens"
         pipe.hincrby(key, f"{provider}:in", tokens_in)
         pipe.hincrby(key, f"{provider}:out", tokens_out)
-        pipe.hincrbyfloat(key, f"{provider}:cost", cost_usd)
+        pipe.hincrby(key, f"{provider}:cache_read", cache_read)
+        pipe.hincrby(key, f"{provider}:cache_write", cache_write)
+        if cost_usd is None:
+            pipe.hincrby(key, f"{provider}:unpriced", 1)
+        else:
+            pipe.hincrbyfloat(key, f"{provider}:cost", cost_usd)
     if len(pipe):
         pipe.execute()
 

@@ -47,7 +47,8 @@ def _attempt(ctx: StepContext | None) -> lifecycle.Attempt:
         for entry in ctx.conversation
     ]  # fmt: skip
     return lifecycle.Attempt(
-        tokens_in=ctx.tokens_in, tokens_out=ctx.tokens_out, cost_usd=ctx.cost_usd, provider=ctx.provider,
+        tokens_in=ctx.tokens_in, tokens_out=ctx.tokens_out, cache_read_tokens=ctx.cache_read_tokens,
+        cache_write_tokens=ctx.cache_write_tokens, cost_usd=ctx.cost_usd, provider=ctx.provider,
         model=ctx.model, entity_type=ctx.entity_type, entity_id=ctx.entity_id, conversation=conversation,
         raw_outputs=[scrub(text)[:8000] for text in ctx.raw_outputs],
     )  # fmt: skip
@@ -59,7 +60,8 @@ def _export(agent: str | None, latency_ms: float | None, ctx: StepContext | None
         if ctx is None:
             metrics.record_step(agent, latency_ms)
         else:
-            metrics.record_step(agent, latency_ms, ctx.provider, ctx.tokens_in, ctx.tokens_out, ctx.cost_usd)
+            metrics.record_step(agent, latency_ms, ctx.provider, ctx.tokens_in, ctx.tokens_out, ctx.cost_usd,
+                                ctx.cache_read_tokens, ctx.cache_write_tokens)  # fmt: skip
     except Exception:  # a metric lost to a Redis hiccup must not fail the bookkeeping
         log.exception("exporting step metrics failed")
 

@@ -2,12 +2,20 @@
 
 Exactly one retry layer exists: Celery's. SDK-internal retries are switched off in every
 client (`StripeClient(max_network_retries=0)`, `Anthropic(max_retries=0)`, HubSpot
-`retry=Retry(total=0)`), and a call that cannot complete now never sleeps in the worker: it
+`retry=Retry(total=0)`), and a call that cannot complete now does not sleep in the worker: it
 raises `Retryable` (or `Deferred`) with the delay, and the Celery task re-queues itself with
-`self.retry(countdown=…)`.
+`self.retry(countdown=…)`. One exception: a model call waits up to SWITCHBOARD_LLM_RATE_WAIT_S
+for its rate budget in place, because re-queueing an agent step restarts its conversation and
+pays again for the turns already made.
 
 State shared by every worker process lives in Redis: a token bucket per (integration, account)
 and a circuit breaker per integration, both updated by Lua scripts (atomic, on Redis's clock).
+
+Model providers are integrations too: one call is one model turn, logged as
+`llm:{provider}.{operation}` (e.g. `llm:anthropic.messages`); their account is the model, and
+their breaker is per (provider, model). An overloaded model (HTTP 529, or Gemini's 503) is an
+outage, not a fault of the request: the call waits (`Deferred`, no attempt used up) while the
+breaker counts the failures, opens, and lets one probe through after its reset timeout.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from switchboard.utc import as_utc
 
 log = logging.getLogger("switchboard.integrations")
 
-Integration = Literal["stripe", "hubspot", "calls"]
+Integration = Literal["stripe", "hubspot", "calls", "anthropic", "gemini"]
+MODEL_PROVIDERS = ("anthropic", "gemini")
+OVERLOADED_STATUSES = (529, 503)  # a model provider's "overloaded" answers
 T = TypeVar("T")
 
 
@@ -55,6 +65,8 @@ def policy_for(integration: str, settings: Settings | None = None) -> Policy:
         "stripe": settings.stripe_rate_per_s,
         "hubspot": settings.hubspot_rate_per_s,
         "calls": settings.calls_rate_per_s,
+        "anthropic": settings.anthropic_rate_per_s,
+        "gemini": settings.gemini_rate_per_s,
     }[integration]
     return Policy(
         max_attempts=settings.integration_max_attempts,
@@ -64,8 +76,16 @@ def policy_for(integration: str, settings: Settings | None = None) -> Policy:
         burst=settings.integration_burst,
         failure_threshold=settings.breaker_failure_threshold,
         reset_timeout_s=settings.breaker_reset_timeout_s,
-        timeout_s=settings.integration_timeout_s,
+        timeout_s=settings.llm_timeout_s if integration in MODEL_PROVIDERS else settings.integration_timeout_s,
     )
+
+
+def names(integration: str, account: str, operation: str) -> tuple[str, str]:
+    """(the tool-call log's name of a call, its breaker's scope): a model provider's breaker
+    is per model, an API's per integration."""
+    if integration in MODEL_PROVIDERS:
+        return f"llm:{integration}.{operation}", f"{integration}:{account}"
+    return f"{integration}:{operation}", integration
 
 
 # --------------------------------------------------------------------------- errors
@@ -163,8 +183,9 @@ _TAKE = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate')
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
+if state[3] then rate = math.min(rate, tonumber(state[3])) end
 if tokens == nil then tokens, ts = burst, now end
 tokens = math.min(burst, tokens + (now - ts) * rate)
 local wait = 0
@@ -174,9 +195,18 @@ redis.call('EXPIRE', KEYS[1], 3600)
 return tostring(wait)
 """
 
+# The rate the API says this account has (it never raises the configured one).
+_SEED = """
+redis.call('HSET', KEYS[1], 'rate', ARGV[1])
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+
 # Empty the bucket and push it into debt for `seconds` (the API told us to hold off).
 _DRAIN = """
 local rate, seconds = tonumber(ARGV[1]), tonumber(ARGV[2])
+local seeded = redis.call('HGET', KEYS[1], 'rate')
+if seeded then rate = math.min(rate, tonumber(seeded)) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('HSET', KEYS[1], 'tokens', tostring(-seconds * rate), 'ts', tostring(now))
@@ -193,6 +223,7 @@ class RateLimiter:
         self.key = f"switchboard:ratelimit:{integration}:{account}"
         self._take = client.register_script(_TAKE)
         self._drain = client.register_script(_DRAIN)
+        self._seed = client.register_script(_SEED)
 
     def try_acquire(self, cost: float = 1.0) -> float:
         """Take a token now (returns 0.0) or return how long until one is available."""
@@ -212,6 +243,28 @@ class RateLimiter:
             elif lowered.get("x-hubspot-ratelimit-remaining") == "0":
                 interval_ms = float(lowered.get("x-hubspot-ratelimit-interval-milliseconds") or 10_000)
                 self.hold_off(interval_ms / 1000.0)
+        except ValueError:
+            return
+
+    def adjust_from_anthropic(self, headers: Mapping[str, str], now: dt.datetime | None = None) -> None:
+        """Anthropic reports the organisation's limits on every response
+        (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`,
+        reset as RFC 3339): the requests limit (per minute) seeds the bucket's rate, and a spent
+        budget holds every process off until its reset."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        now = now or dt.datetime.now(dt.UTC)
+        try:
+            limit = lowered.get("anthropic-ratelimit-requests-limit")
+            if limit:
+                self._seed(keys=[self.key], args=[max(float(limit), 1.0) / 60.0])
+            waits = []
+            for budget in ("requests", "tokens", "input-tokens", "output-tokens"):
+                if lowered.get(f"anthropic-ratelimit-{budget}-remaining") == "0":
+                    reset = lowered.get(f"anthropic-ratelimit-{budget}-reset")
+                    at = dt.datetime.fromisoformat(reset.replace("Z", "+00:00")) if reset else now
+                    waits.append((as_utc(at) - now).total_seconds())
+            if waits:
+                self.hold_off(max(1.0, *waits))
         except ValueError:
             return
 
@@ -259,6 +312,7 @@ class CircuitBreaker:
     """A circuit breaker per integration whose state every worker process shares through Redis."""
 
     def __init__(self, client: redis.Redis, integration: str, policy: Policy) -> None:
+        """``integration`` is the breaker's scope (see `names`)."""
         self.client, self.policy, self.integration = client, policy, integration
         self.key = f"switchboard:breaker:{integration}"
         self._allow = client.register_script(_ALLOW)
@@ -330,14 +384,20 @@ def call(
     context = context or CallContext()
     policy = policy_for(integration, settings)
     client = shared_redis(settings)
-    breaker = CircuitBreaker(client, integration, policy)
+    tool, scope = names(integration, account, operation)
+    breaker = CircuitBreaker(client, scope, policy)
     limiter = RateLimiter(client, integration, account, policy)
-    tool = f"{integration}:{operation}"
 
     allowed, wait = breaker.allow()
     if not allowed:
         raise Deferred(f"{tool}: circuit open, not called (retry in {wait:.1f} s)", retry_after_s=max(wait, 0.05))
     wait = limiter.try_acquire()
+    # A model call waits a short spell of the budget out in place: deferring would restart the
+    # step's conversation and pay again for the turns before this one.
+    patience = time.monotonic() + (settings.llm_rate_wait_s if integration in MODEL_PROVIDERS else 0.0)
+    while wait > 0 and time.monotonic() + wait <= patience:
+        time.sleep(wait)
+        wait = limiter.try_acquire()
     if wait > 0:
         raise Deferred(f"{tool}: rate budget spent, not called (retry in {wait:.2f} s)", retry_after_s=wait)
 
@@ -360,6 +420,11 @@ def call(
         if failure.status == 429:
             limiter.hold_off(delay if delay is not None else 1.0)
         message = scrub(f"{tool} failed: {failure}")
+        if integration in MODEL_PROVIDERS and failure.status in OVERLOADED_STATUSES:
+            wait = max(delay or 0.0, backoff_s(attempt, policy))
+            overloaded = Deferred(f"{message} (overloaded: waiting {wait:.1f} s)", retry_after_s=wait)
+            toolcalls.finish(row_id, status="deferred", latency_ms=latency, error=overloaded)
+            raise overloaded from None
         if not transient:
             toolcalls.finish(row_id, status="failed", latency_ms=latency, error=IntegrationRejected(message))
             raise IntegrationRejected(message) from None

@@ -25,7 +25,7 @@ from celery import Task
 from switchboard.agents.context import StepContext, attach
 from switchboard.db import runs as lifecycle
 from switchboard.db.session import database_unreachable
-from switchboard.errors import Permanent, Retryable
+from switchboard.errors import ConfigurationError, Permanent, Retryable
 from switchboard.integrations.resilience import Deferred
 from switchboard.pipeline import ENQUEUED_HEADER, Step
 from switchboard.redaction import redact, scrub
@@ -82,7 +82,7 @@ class SwitchboardTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return self.run(*args, **kwargs)
-        except Permanent:
+        except (Permanent, ConfigurationError):  # retrying will not set a missing key
             raise
         except Deferred as deferred:  # nothing was sent: no retry used up
             raise defer(self, deferred) from None

@@ -176,6 +176,9 @@ def fake_hubspot(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterato
             "SWITCHBOARD_ANTHROPIC_BASE_URL": anthropic.url,
             "SWITCHBOARD_GEMINI_API_KEY": "AIzaFAKE-" + uuid.uuid4().hex,
             "SWITCHBOARD_GEMINI_BASE_URL": gemini.url,
+            "SWITCHBOARD_WATCHER_PROVIDER": "gemini",
+            "SWITCHBOARD_ANALYST_PROVIDER": "anthropic",
+            "SWITCHBOARD_ADVISOR_PROVIDER": "anthropic",
         }.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
@@ -239,16 +242,20 @@ def test_metrics_carry_latency_runs_queues_breakers_rate_waits_and_tokens(
     assert _value(after, "switchboard_rate_limit_wait_seconds_total", integration="hubspot") > 0
     with session_scope() as session:
         usage = session.execute(
-            select(AgentStep.provider, func.sum(AgentStep.tokens_in), func.sum(AgentStep.tokens_out))
+            select(AgentStep.provider, func.sum(AgentStep.tokens_in), func.sum(AgentStep.tokens_out),
+                   func.sum(AgentStep.cache_read_tokens), func.sum(AgentStep.cache_write_tokens))
             .where(AgentStep.run_id.in_([str(run["run_id"]) for run in runs]))
             .group_by(AgentStep.provider)
-        ).all()
-    assert {provider for provider, _, _ in usage} == {"anthropic", "gemini"}
-    for provider, tokens_in, tokens_out in usage:
-        for direction, stored in (("in", tokens_in), ("out", tokens_out)):
+        ).all()  # fmt: skip
+    assert {row[0] for row in usage} == {"anthropic", "gemini"}
+    for provider, *stored_by_direction in usage:
+        for direction, stored in zip(("in", "out", "cache_read", "cache_write"), stored_by_direction, strict=True):
             exported = _value(after, "switchboard_llm_tokens_total", provider=provider, direction=direction)
             previous = _value(before, "switchboard_llm_tokens_total", provider=provider, direction=direction)
-            assert exported - previous == stored > 0
+            assert exported - previous == stored
+            assert stored > 0 or direction.startswith("cache")
+    anthropic_cache = next(row for row in usage if row[0] == "anthropic")
+    assert anthropic_cache[3] > 0 and anthropic_cache[4] > 0  # the analyst's tool turn read its first prompt
     assert _value(after, "switchboard_llm_cost_usd_total", provider="anthropic") > 0
     assert _value(after, "switchboard_scrape_ok", source="database") == 1
     assert _value(after, "switchboard_scrape_ok", source="redis") == 1

@@ -3,6 +3,12 @@
 Agents build an `LLMRequest` (system prompt, neutral messages, tool specs, and a `purpose`
 plus structured `facts` that the offline provider's rules read); each provider converts it
 to its own wire format and returns an `LLMReply` with the usage it reported.
+
+An agent's answer is structured: the request defines an `answer` tool whose input schema is
+the answer's JSON schema, and `tool_choice="answer"` forces the model to call it (the
+Messages API's `{"type": "tool"}`, Gemini's function-calling mode ANY limited to it). What a
+provider returns that must go back unchanged on the next turn — thinking blocks and their
+signatures, Gemini's thought signatures — travels opaque in `LLMReply.raw` / `Message.raw`.
 """
 
 from __future__ import annotations
@@ -10,11 +16,20 @@ from __future__ import annotations
 import abc
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from switchboard.errors import Permanent, Retryable
 
+if TYPE_CHECKING:
+    from switchboard.integrations.resilience import CallContext
+
 Purpose = Literal["watcher.summarise", "analyst.analyse", "advisor.plan", "repair"]
+# auto: the model may call any tool or answer; none: no tool call (the tools stay defined: the
+# Messages API rejects tool blocks in a request without them); answer: it must call ANSWER_TOOL.
+ToolChoice = Literal["auto", "none", "answer"]
+# Why a model turn ended, the same words for every provider (the provider's own in stop_detail).
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "refusal", "pause_turn", "malformed", "other"]
+ANSWER_TOOL = "answer"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,10 @@ class Message:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+    # an assistant turn exactly as `raw_provider` returned it (thinking blocks, signatures),
+    # which that provider sends back instead of rebuilding it from text and tool_calls
+    raw: tuple[Any, ...] = ()
+    raw_provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,22 +76,31 @@ class LLMRequest:
     system: str
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
-    # "none": the tools stay defined (the Messages API rejects tool blocks in a request without
-    # them) but the model may not call one — how an answer is asked for after tool turns.
-    tool_choice: Literal["auto", "none"] = "auto"
+    tool_choice: ToolChoice = "auto"
     facts: dict[str, Any] = field(default_factory=dict)  # structured context (offline rules)
     max_tokens: int = 1024
+    # None: the provider's default; 0: thinking off; N: up to N thinking tokens (within max_tokens)
+    thinking_budget: int | None = None
 
 
 @dataclass(frozen=True)
 class LLMReply:
     text: str
     tool_calls: tuple[ToolCall, ...]
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int  # input tokens billed at the full price (cache reads and writes apart)
+    tokens_out: int  # output tokens, thinking included
     provider: str
     model: str
-    stop_reason: str | None = None
+    stop_reason: StopReason = "end_turn"
+    stop_detail: str | None = None  # the provider's own word for it
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    raw: tuple[Any, ...] = ()  # the assistant content as the provider returned it
+
+    def as_message(self) -> Message:
+        """This turn as the assistant message of the next request's history."""
+        return Message(role="assistant", text=self.text, tool_calls=self.tool_calls, raw=self.raw,
+                       raw_provider=self.provider)  # fmt: skip
 
 
 class LLMProvider(abc.ABC):
@@ -82,8 +110,9 @@ class LLMProvider(abc.ABC):
     model: str
 
     @abc.abstractmethod
-    def generate(self, request: LLMRequest) -> LLMReply:
-        """One model turn. Raises Retryable for transient faults, Permanent otherwise."""
+    def generate(self, request: LLMRequest, context: CallContext | None = None) -> LLMReply:
+        """One model turn (made under the resilience layer, logged against ``context``'s run
+        and step). Raises Deferred/Retryable for transient faults, Permanent otherwise."""
 
 
 class LLMRateLimited(Retryable):

@@ -1,8 +1,9 @@
 """The `offline` provider: deterministic rules and templates over the same facts the models see.
 
-Used when no key is configured (and in evals for stable scores). It answers in the same JSON
-the prompts ask the real models for, so the agents' parsing, validation and tool loop are
-exercised identically; every output it produces is labelled provider="offline".
+Chosen explicitly (`SWITCHBOARD_<AGENT>_PROVIDER=offline`: the embedded demo, `standalone`,
+tests, and evals for stable scores). It answers through the `answer` tool as the real models
+are asked to, so the agents' validation and tool loop are exercised identically; every output
+it produces is labelled provider="offline".
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import time
 from typing import Any
 
-from switchboard.agents.llm.base import LLMProvider, LLMReply, LLMRequest, ToolCall
+from switchboard.agents.llm.base import ANSWER_TOOL, LLMProvider, LLMReply, LLMRequest, ToolCall
+from switchboard.integrations.resilience import CallContext
 
 # alert kind → (root cause, confidence, narrative template over the alert's metrics)
 ANALYST_RULES: dict[str, tuple[str, float, str]] = {
@@ -178,13 +180,14 @@ class OfflineProvider(LLMProvider):
     def __init__(self, *, latency_ms: int = 0) -> None:
         self._latency_s = latency_ms / 1000.0
 
-    def generate(self, request: LLMRequest) -> LLMReply:
+    def generate(self, request: LLMRequest, context: CallContext | None = None) -> LLMReply:
         if self._latency_s:
             time.sleep(self._latency_s)  # simulated model latency, for benchmarks only
         purpose = (
             request.facts.get("original_purpose", request.purpose) if request.purpose == "repair" else request.purpose
         )
         tool_names = {tool.name for tool in request.tools} if request.tool_choice == "auto" else set()
+        answers_by_tool = any(tool.name == ANSWER_TOOL for tool in request.tools) and request.tool_choice != "none"
         answered_tools = any(message.role == "tool" for message in request.messages)
         if purpose == "analyst.analyse" and "get_record" in tool_names and not answered_tools:
             entity = request.facts["alert"]["entity"]
@@ -202,4 +205,7 @@ class OfflineProvider(LLMProvider):
                 r for m in request.messages if m.role == "tool" for r in m.tool_results if not r.is_error
             ]
         answer = RULES[purpose](facts)
+        if answers_by_tool:
+            return LLMReply("", (ToolCall("offline_answer", ANSWER_TOOL, answer),), 0, 0, self.name, self.model,
+                            "tool_use")  # fmt: skip
         return LLMReply(json.dumps(answer), (), 0, 0, self.name, self.model, "end_turn")

@@ -22,6 +22,8 @@ function fmtMs(ms) {
 }
 function fmtInt(n) { return (n ?? 0).toLocaleString("en-US"); }
 function fmtUsd(n) { return n >= 1 ? `$${n.toFixed(2)}` : `$${(n ?? 0).toFixed(4)}`; }
+// null: the model has no price in the table — an unknown cost, not a free one
+function fmtCost(n) { return n === null || n === undefined ? "unknown" : fmtUsd(n); }
 function fmtTime(iso) {
   if (!iso) return "–";
   const d = new Date(iso);
@@ -299,7 +301,7 @@ async function loadRuns() {
       <td>${pill(r.status)}</td>
       <td class="num">${esc(fmtMs(r.latency_ms))}</td>
       <td class="num">${fmtInt(r.tokens_in)} / ${fmtInt(r.tokens_out)}</td>
-      <td class="num">${esc(fmtUsd(r.cost_usd || 0))}</td>
+      <td class="num">${esc(fmtCost(r.cost_usd))}</td>
       <td>${esc(r.provider || "–")}</td>
       <td>${actions}</td>
       <td title="${esc(fmtTime(r.created_at))}">${esc(ago(r.created_at))}</td>
@@ -412,7 +414,9 @@ function renderRun(run) {
   const meta = [
     ["Status", pill(run.status)], ["Agent reached", agentLabel(run.agent)], ["Queue", esc(run.queue || "–")],
     ["Queue wait", esc(fmtMs(run.queue_wait_ms))], ["Latency", esc(fmtMs(run.latency_ms))],
-    ["Tokens in / out", `${fmtInt(run.tokens_in)} / ${fmtInt(run.tokens_out)}`], ["Estimated cost", esc(fmtUsd(run.cost_usd || 0))],
+    ["Tokens in / out", `${fmtInt(run.tokens_in)} / ${fmtInt(run.tokens_out)}`],
+    ["Cache read / write", `${fmtInt(run.cache_read_tokens)} / ${fmtInt(run.cache_write_tokens)}`],
+    ["Estimated cost", esc(fmtCost(run.cost_usd))],
     ["Provider", esc(run.provider || "–")], ["Model", esc(run.model || "–")], ["Retries", fmtInt(run.retries)],
     ["Created", esc(fmtTime(run.created_at))], ["Finished", esc(fmtTime(run.finished_at))],
   ];
@@ -421,7 +425,7 @@ function renderRun(run) {
     <div class="step ${esc(s.agent)}" data-step="${esc(s.step)}">
       <div class="step-head">
         <span class="name">${esc(s.step)}</span>${pill(s.status)}
-        <span class="facts">${esc(fmtMs(s.latency_ms))} · waited ${esc(fmtMs(s.queue_wait_ms))} in ${esc(s.queue || "–")} · attempt ${s.attempt}${s.retries ? ` · ${s.retries} retries` : ""} · ${fmtInt(s.tokens_in)}/${fmtInt(s.tokens_out)} tokens · ${esc(fmtUsd(s.cost_usd || 0))} · ${esc(s.provider || "–")}${s.model ? ` (${esc(s.model)})` : ""}</span>
+        <span class="facts">${esc(fmtMs(s.latency_ms))} · waited ${esc(fmtMs(s.queue_wait_ms))} in ${esc(s.queue || "–")} · attempt ${s.attempt}${s.retries ? ` · ${s.retries} retries` : ""} · ${fmtInt(s.tokens_in)}/${fmtInt(s.tokens_out)} tokens · cache ${fmtInt(s.cache_read_tokens)}/${fmtInt(s.cache_write_tokens)} · ${esc(fmtCost(s.cost_usd))} · ${esc(s.provider || "–")}${s.model ? ` (${esc(s.model)})` : ""}</span>
       </div>
       ${s.error ? `<div class="step-error">${esc(s.error)}</div>` : ""}
       ${payload("Input", s.input)}${payload("Output", s.output)}
