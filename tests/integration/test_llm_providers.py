@@ -180,6 +180,10 @@ def test_demo_holds_up_against_models_that_misbehave(
     assert _recorded_usage(runs) == _served_usage(fake)
     cut = [s for s in fake.served if s.agent == "watcher" and s.stop in ("max_tokens", "MAX_TOKENS")]
     assert len(cut) == 1  # retried once with twice the budget, which answered
+    print(
+        f"demo on {provider}: runs {statuses}, {len(fake.served)} requests "
+        f"({sum(s.status != 200 for s in fake.served)} overloaded), 0 rejected, usage {_served_usage(fake)}"
+    )
 
 
 def _hubspot_anomaly() -> list[RecordIn]:
@@ -680,3 +684,5 @@ def test_eval_against_the_strict_fake_has_valid_contracts_and_no_rejected_reques
     assert result["provider"] == "anthropic" and result["scores"]["contract_validity"] == 1.0
     assert anthropic.rejected() == [] and len(anthropic.served) > 0
     assert {s.agent for s in anthropic.served} == {"watcher", "analyst", "advisor"}
+    print(f"eval anthropic: {len(result['scenarios'])} scenarios, {len(anthropic.served)} requests, "
+          f"0 rejected, scores {result['scores']}")  # fmt: skip
