@@ -285,8 +285,6 @@ def run_chaos(
             SWITCHBOARD_BROKER_URL=rd.url,
             SWITCHBOARD_HUBSPOT_ACCESS_TOKEN=HUBSPOT_TOKEN, SWITCHBOARD_HUBSPOT_API_BASE=hubspot.url,
             SWITCHBOARD_HUBSPOT_RATE_PER_S="1000",
-            SWITCHBOARD_WATCHER_PROVIDER="offline", SWITCHBOARD_ANALYST_PROVIDER="offline",
-            SWITCHBOARD_ADVISOR_PROVIDER="offline",
             # Killed workers' in-flight messages come back after the visibility timeout: keep it
             # short here (and the limits it must exceed) so the bench ends in minutes.
             SWITCHBOARD_VISIBILITY_TIMEOUT_S=str(visibility_timeout_s),

@@ -69,6 +69,8 @@ def bench_env(database_url: str, data_dir: Path, **overrides: str) -> dict[str, 
         SWITCHBOARD_BROKER_URL=REDIS_URL,
         SWITCHBOARD_DATA_DIR=str(data_dir),
         SWITCHBOARD_LOG_LEVEL="WARNING",
+        # the offline rules, chosen explicitly (a provider without its key stops a worker)
+        **{f"SWITCHBOARD_{agent}_PROVIDER": "offline" for agent in ("WATCHER", "ANALYST", "ADVISOR")},
         **overrides,
     )
     return env

@@ -137,7 +137,8 @@ def build_config(settings: Settings) -> dict[str, Any]:
         # lost runs that way on a Redis restart). A message whose ack does not arrive is restored
         # after the visibility timeout; the step's stored output makes that second delivery a no-op.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "worker_concurrency": settings.worker_concurrency or None,
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.concurrency,
         "worker_hijack_root_logger": False,
         # Undecodable messages are recorded in dead_letters before Celery acknowledges them.
         "worker_consumer": "switchboard.dead_letters:DeadLetterConsumer",

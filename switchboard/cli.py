@@ -74,7 +74,10 @@ def standalone() -> None:
 @cli.command()
 def worker(
     queues: Annotated[str, typer.Option(help="Queue levels to consume, e.g. critical,high")] = ",".join(QUEUE_LEVELS),
-    concurrency: Annotated[int, typer.Option(help="Processes; 0 = CPU count")] = 0,
+    pool: Annotated[
+        str | None, typer.Option(help="threads (default: many steps waiting on models) or prefork (CPU-bound work)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Slots: threads, or processes for prefork; 0 = the default")] = 0,
     name: Annotated[str | None, typer.Option(help="Celery node name (default: LEVELS@host)")] = None,
 ) -> None:
     """Run a Celery worker on the given queues."""
@@ -83,8 +86,10 @@ def worker(
 
     settings = _settings()
     levels = _parse_levels(queues)
+    if pool not in (None, "threads", "prefork"):
+        raise typer.BadParameter(f"--pool must be threads or prefork; got {pool!r}")
     check_configured(settings)  # a provider without its key stops the worker here, named
-    _exec(worker_argv(settings, levels, name=name, concurrency=concurrency or None))
+    _exec(worker_argv(settings, levels, name=name, concurrency=concurrency or None, pool=pool))
 
 
 @cli.command()

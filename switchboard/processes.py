@@ -38,14 +38,17 @@ def worker_argv(
     *,
     name: str | None = None,
     concurrency: int | None = None,
+    pool: str | None = None,
     extra: list[str] | None = None,
 ) -> list[str]:
-    """`celery worker` consuming the given queue levels (critical, high, default, low)."""
+    """`celery worker` consuming the given queue levels (critical, high, default, low), on the
+    configured pool (threads unless SWITCHBOARD_WORKER_POOL or ``pool`` says prefork)."""
     queues = ",".join(settings.queue_name(level) for level in queue_levels)
     node = name or f"{'-'.join(queue_levels)}@{socket.gethostname()}"
-    argv = _celery("worker", "--queues", queues, "--hostname", node, "--loglevel", settings.log_level)
-    if concurrency:
-        argv += ["--concurrency", str(concurrency)]
+    chosen = pool or settings.worker_pool
+    slots = concurrency or settings.model_copy(update={"worker_pool": chosen}).concurrency
+    argv = _celery("worker", "--queues", queues, "--hostname", node, "--loglevel", settings.log_level,
+                   "--pool", chosen, "--concurrency", str(slots))  # fmt: skip
     return argv + list(extra or [])
 
 

@@ -9,6 +9,7 @@ same code to the production shape.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,9 @@ from switchboard.errors import ConfigurationError
 ENV_PREFIX = "SWITCHBOARD_"
 
 LLMProviderName = Literal["offline", "anthropic", "gemini"]
+# Threads of a worker on the thread pool: model latency (seconds a call) and little CPU a step;
+# measured in bench/llm_bound.py.
+THREADS_PER_WORKER = 64
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 _BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "memory")
@@ -161,7 +165,15 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(default=900, ge=2)
     retry_backoff_cap_s: float = Field(default=300.0, gt=0)
     result_expires_s: int = Field(default=86400, ge=60)
-    worker_concurrency: int = Field(default=0, ge=0)  # 0: Celery's default (CPU count)
+    # An agent step waits seconds on a model and uses almost no CPU: workers run Celery's thread
+    # pool, many steps in flight per process; prefork (one process per slot) stays available.
+    worker_pool: Literal["threads", "prefork"] = "threads"
+    worker_concurrency: int = Field(default=0, ge=0)  # 0: 64 threads, or the CPU count for prefork
+    # Database connections per process; 0 derives them from the worker's concurrency, so no
+    # thread waits for one. A checkout that waits longer than the timeout fails naming these.
+    db_pool_size: int = Field(default=0, ge=0)
+    db_max_overflow: int = Field(default=-1, ge=-1)  # -1: derived
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
 
     # --- orchestrator -----------------------------------------------------------------------------
     sla_critical_s: float = Field(default=900.0, gt=0)
@@ -327,6 +339,20 @@ class Settings(BaseSettings):
                     f"SWITCHBOARD_{agent.upper()}_MAX_TOKENS ({most}): the thinking is part of the output budget"
                 )
         return self
+
+    @property
+    def concurrency(self) -> int:
+        """Task slots per worker process: threads, or processes for prefork."""
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        return THREADS_PER_WORKER if self.worker_pool == "threads" else (os.cpu_count() or 1)
+
+    @property
+    def db_pool(self) -> tuple[int, int]:
+        """(pool size, max overflow) of this process's database engine."""
+        size = self.db_pool_size or min(self.concurrency, 10)
+        overflow = self.db_max_overflow if self.db_max_overflow >= 0 else self.concurrency
+        return size, overflow
 
     def model_budget(self, agent: str) -> tuple[int, int | None]:
         """(max_tokens, thinking budget) of one agent's model turns."""

@@ -12,9 +12,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from switchboard.errors import Retryable
 from switchboard.settings import get_settings
+
+
+class PoolExhausted(Retryable):
+    """Every connection of the process's pool stayed busy for the pool timeout."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +48,11 @@ def build_engine(url: str, *, autocommit: bool = False) -> Engine:
         # SQLAlchemy 2.1 defaults to psycopg 3; we ship psycopg2's binary wheel.
         parsed = parsed.set(drivername="postgresql+psycopg2")
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    engine = create_engine(parsed, pool_size=5, max_overflow=10, **options)
+    settings = get_settings()
+    size, overflow = settings.db_pool
+    engine = create_engine(
+        parsed, pool_size=size, max_overflow=overflow, pool_timeout=settings.db_pool_timeout_s, **options
+    )
     event.listen(engine, "checkin", _mark_idle)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine
@@ -104,6 +114,15 @@ def session_scope(url: str | None = None, *, autocommit: bool = False) -> Iterat
     try:
         yield session
         session.commit()
+    except PoolTimeout as error:
+        session.rollback()
+        size, overflow = get_settings().db_pool
+        raise PoolExhausted(
+            f"no database connection free for {get_settings().db_pool_timeout_s:g} s ({size} pooled + {overflow} "
+            "overflow, all in use): raise SWITCHBOARD_DB_POOL_SIZE / SWITCHBOARD_DB_MAX_OVERFLOW (within the "
+            "database's connection limit) or lower SWITCHBOARD_WORKER_CONCURRENCY",
+            retry_after_s=1.0,
+        ) from error
     except BaseException:
         session.rollback()
         raise

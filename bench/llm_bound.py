@@ -1,0 +1,154 @@
+"""Full runs under model latency: the worker as shipped against prefork with concurrency 2,
+same invocation, against the bound `slots / (model calls per run x latency)`.
+
+Every model call of the `offline` provider sleeps SWITCHBOARD_OFFLINE_LATENCY_MS (default 500
+ms here), as a real model keeps a step waiting; runs are full chains (watcher → analyst →
+advisor) on Postgres and the bench Redis, with every hook writing back. Each phase fills the
+`default` queue while its worker consumes only the empty `low` queue, then `add_consumer`
+starts the clock (as bench/throughput.py). Sampled while it runs: the worker's RSS (the whole
+process tree: prefork's children included) and its CPU time.
+
+Usage: .venv/bin/python bench/llm_bound.py [--runs 600] [--prefork-runs 60] [--latency-ms 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+from sqlalchemy import func, insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REDIS_URL, Processes, bench_env, flush_redis, insight_row, scratch_database
+from bench.throughput import _start_consuming, _wait_worker_ready
+
+QUEUE_PREFIX = f"lb{uuid.uuid4().hex[:6]}."
+for _name in [name for name in os.environ if name.startswith("SWITCHBOARD_")]:
+    del os.environ[_name]
+os.environ.update(SWITCHBOARD_BROKER_URL=REDIS_URL, SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX)
+
+
+class Sampler(threading.Thread):
+    """Peak RSS (MB) of a process and its children, sampled every 100 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for process in self.tree():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self._stop.wait(0.1):
+            rss = 0
+            for process in self.tree():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss += process.memory_info().rss
+            self.peak_mb = max(self.peak_mb, rss / 2**20)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[str]) -> dict[str, float]:
+    from switchboard.db.models import AgentConversation, AgentRun, ProactiveInsight
+    from switchboard.db.session import session_scope
+    from switchboard.settings import get_settings
+    from switchboard.tasks.runs import dispatch_insight
+
+    flush_redis()
+    with scratch_database(f"lb_{name}") as url, Processes(tmp) as processes:
+        os.environ["SWITCHBOARD_DATABASE_URL"] = url
+        get_settings.cache_clear()
+        queue = get_settings().queue_name("default")
+        now = dt.datetime.now(dt.UTC)
+        rows = [insight_row("medium", f"lb-{n}", now, dt.timedelta(hours=4)) for n in range(runs)]
+        with session_scope() as session:
+            ids = list(session.execute(insert(ProactiveInsight).returning(ProactiveInsight.id), rows).scalars())
+        env = bench_env(url, tmp / name, SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX,
+                        SWITCHBOARD_OFFLINE_LATENCY_MS=str(latency_ms))  # fmt: skip
+        log = processes.log_dir / f"{name}.log"
+        child = processes.start(name, ["worker", "--queues", "low", "--name", f"{name}@%h", *worker_args],
+                                {**env, "SWITCHBOARD_LOG_LEVEL": "INFO", "SWITCHBOARD_LOG_FORMAT": "text"})  # fmt: skip
+        _wait_worker_ready(log)
+        import socket
+
+        node = f"{name}@{socket.gethostname()}"
+        for insight_id in ids:
+            dispatch_insight(insight_id, queue=queue)
+        sampler = Sampler(child.pid)
+        sampler.start()
+        cpu_before = sampler.cpu_s()
+        started = _start_consuming(node, queue)
+        while True:
+            with session_scope() as session:
+                finished = session.scalar(
+                    select(func.count()).where(AgentRun.status.in_(("done", "failed", "awaiting_approval")))
+                )
+            if finished == runs:
+                break
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        cpu = sampler.cpu_s() - cpu_before
+        sampler.stop()
+        with session_scope() as session:
+            failed = session.scalar(select(func.count()).where(AgentRun.status == "failed"))
+            calls = session.scalar(select(func.count()).where(AgentConversation.role == "assistant"))
+    if failed:
+        raise SystemExit(f"[{name}] {failed} of {runs} runs failed: the figure would be meaningless")
+    result = {"runs_per_s": runs / elapsed, "calls_per_run": (calls or 0) / runs, "peak_rss_mb": sampler.peak_mb,
+              "cpu_busy": cpu / (elapsed * (os.cpu_count() or 1))}  # fmt: skip
+    print(f"[{name}] {runs} runs in {elapsed:.1f} s: {result['runs_per_s']:.2f} runs/s, "
+          f"{result['calls_per_run']:.1f} model calls a run, peak RSS {sampler.peak_mb:.0f} MB, "
+          f"CPU {100 * result['cpu_busy']:.0f}% of {os.cpu_count()} cores", flush=True)  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=600, help="full runs on the worker as shipped")
+    parser.add_argument("--prefork-runs", type=int, default=60, help="full runs on prefork, concurrency 2")
+    parser.add_argument("--latency-ms", type=int, default=500, help="each model call's latency")
+    args = parser.parse_args()
+    from switchboard.settings import get_settings
+
+    slots = get_settings().concurrency
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [])
+        prefork = measure(Path(tmp), "prefork2", args.prefork_runs, args.latency_ms,
+                          ["--pool", "prefork", "--concurrency", "2"])  # fmt: skip
+    bound = slots / (shipped["calls_per_run"] * args.latency_ms / 1000)
+    print(f"[bound] {slots} slots / ({shipped['calls_per_run']:.1f} calls x {args.latency_ms} ms) = "
+          f"{bound:.1f} runs/s; shipped/prefork2 = {shipped['runs_per_s'] / prefork['runs_per_s']:.1f}x")  # fmt: skip
+    print(f"runs_per_s={shipped['runs_per_s']:.2f} prefork2_runs_per_s={prefork['runs_per_s']:.2f} "
+          f"bound_runs_per_s={bound:.1f} of_bound={shipped['runs_per_s'] / bound:.2f} "
+          f"peak_rss_mb={shipped['peak_rss_mb']:.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
