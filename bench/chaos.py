@@ -152,8 +152,9 @@ class Workers:
     def start(self, slot: int) -> None:
         with (self.log_dir / f"worker-{slot}.log").open("ab") as log:
             self.procs[slot] = subprocess.Popen(
+                # the worker as shipped: the thread pool, 64 steps in flight that a SIGKILL takes down
                 [sys.executable, "-m", "switchboard", "worker", "--queues", "critical,high,default,low",
-                 "--concurrency", "2", "--name", f"chaos{slot}@%h"],
+                 "--name", f"chaos{slot}@%h"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
