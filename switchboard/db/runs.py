@@ -473,6 +473,10 @@ def retry_step(*, run_id: str, step: str, agent: str, reason: str, deferred: boo
             return
         run, row = locked
         _add_usage(row, run, attempt)
+        if row.status == RunStatus.DONE:
+            # a second runner of a step its twin already finished (a redelivered message next to
+            # a live one): what it spent counts, its retry does not undo the step's outcome
+            return
         row.status = RunStatus.RETRYING
         row.retries += 0 if deferred else 1
         row.error = reason
@@ -491,6 +495,8 @@ def fail_step(*, run_id: str, step: str, agent: str, now: dt.datetime, reason: s
             return None
         run, row = locked
         _add_usage(row, run, attempt)
+        if row.status == RunStatus.DONE:
+            return None  # a stale twin of a finished step: the run went on without it
         row.status = RunStatus.FAILED
         row.finished_at = now
         row.latency_ms = ms_between(row.started_at, now)

@@ -189,6 +189,27 @@ def test_a_run_goes_through_its_steps_and_a_redelivered_finished_step_is_handed_
     assert _start("no-such-run", "watcher") is None
 
 
+def test_a_stale_twin_of_a_finished_step_neither_retries_nor_fails_it(database: str, on_sqlite: None) -> None:
+    """Two runners of one step (a redelivered message next to a live one, bench/chaos.py): the
+    one that finished wins; the other's later retry or failure counts its usage and nothing else."""
+    run_id, insight_id = _queued_run(database, "r-twin")
+    _start(run_id, "watcher")
+    _start(run_id, "watcher")  # the twin
+    lifecycle.finish_step(run_id=run_id, step="watcher", agent="watcher", now=NOW, output={"w": 1},
+                          attempt=lifecycle.Attempt())  # fmt: skip
+    _start(run_id, "analyst")
+    lifecycle.retry_step(run_id=run_id, step="watcher", agent="watcher", reason="Deferred: budget", deferred=True,
+                         attempt=lifecycle.Attempt(tokens_in=7))  # fmt: skip
+    lifecycle.fail_step(run_id=run_id, step="watcher", agent="watcher", now=NOW, reason="Permanent: late",
+                        attempt=lifecycle.Attempt(tokens_in=3))  # fmt: skip
+    assert _statuses(database, run_id, insight_id) == ("running", {"watcher": "done", "analyst": "running"}, "running")
+    from switchboard.db.models import AgentRun
+
+    with session_scope(database) as session:
+        run = session.get(AgentRun, run_id)
+        assert run is not None and (run.tokens_in, run.retries, run.error) == (10, 0, None)
+
+
 def test_retries_deferrals_and_a_permanent_failure_then_a_replay(database: str, on_sqlite: None) -> None:
     from switchboard.db.models import AgentRun, AgentStep
 
