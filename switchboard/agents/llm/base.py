@@ -18,8 +18,6 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from switchboard.errors import Permanent, Retryable
-
 if TYPE_CHECKING:
     from switchboard.integrations.resilience import CallContext
 
@@ -113,55 +111,6 @@ class LLMProvider(abc.ABC):
     def generate(self, request: LLMRequest, context: CallContext | None = None) -> LLMReply:
         """One model turn (made under the resilience layer, logged against ``context``'s run
         and step). Raises Deferred/Retryable for transient faults, Permanent otherwise."""
-
-
-class LLMRateLimited(Retryable):
-    """The provider asked us to slow down (429/529/503)."""
-
-
-class LLMUnavailable(Retryable):
-    """Network error, timeout, 5xx or an unreadable response body."""
-
-
-class LLMRejected(Permanent):
-    """The provider refused the request (4xx other than 429): retrying will not help."""
-
-
-def retry_after_from_headers(headers: Any) -> float | None:
-    """Seconds to wait from Anthropic's retry-after-ms or the standard Retry-After header."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            from email.utils import parsedate_to_datetime
-
-            try:
-                import datetime as dt
-
-                when = parsedate_to_datetime(value)
-                return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-def classify_http_error(provider: str, status: int, message: str, retry_after_s: float | None) -> Exception:
-    """Map an HTTP status from a provider onto our retry semantics."""
-    text = f"{provider} answered HTTP {status}: {message[:300]}"
-    if status in (429, 529, 503):
-        return LLMRateLimited(text, retry_after_s=retry_after_s)
-    if status >= 500 or status in (408, 409):
-        return LLMUnavailable(text, retry_after_s=retry_after_s)
-    return LLMRejected(text)
 
 
 def extract_json_object(text: str) -> dict[str, Any]:
