@@ -101,6 +101,8 @@ class ApprovalStatus(StrEnum):
 INSIGHT_STATUSES = tuple(status.value for status in InsightStatus)
 OPEN_INSIGHT_STATUSES = ("new", "queued", "running", "awaiting_approval")
 RUN_STATUSES = tuple(status.value for status in RunStatus)
+# runs that count against an entity's concurrency limit (the orchestrator's check)
+ACTIVE_RUN_STATUSES = ("queued", "running", "retrying")
 # deferred: the call waits without using an attempt (an overloaded model)
 TOOL_CALL_STATUSES = ("pending", "retrying", "deferred", "done", "failed")
 BACKFILL_STATUSES = ("pending", "running", "done", "failed")
@@ -212,6 +214,8 @@ class ProactiveInsight(TimestampMixin, Base):
             sqlite_where=text("cleared_at IS NULL"),
         ),
         # The Watcher ranks its alert among the open ones of its source, oldest first.
+        # The orchestrator's per-entity concurrency check finds an entity's insights by it.
+        Index(None, "source", "entity_type", "entity_id"),
         Index(
             "ix_proactive_insights_open_source_created_at",
             "source",
@@ -309,6 +313,13 @@ class AgentRun(TimestampMixin, Base):
         Index(None, "insight_kind", "created_at"),
         # covering index of the outcome and usage charts (index-only scans over a time window)
         Index("ix_agent_runs_created_at_usage", "created_at", "status", "tokens_in", "tokens_out", "cost_usd"),
+        # the active runs of an insight (the orchestrator's per-entity concurrency check, every pass)
+        Index(
+            "ix_agent_runs_active_insight_id",
+            "insight_id",
+            postgresql_where=text(_in("status", ACTIVE_RUN_STATUSES)),
+            sqlite_where=text(_in("status", ACTIVE_RUN_STATUSES)),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from switchboard.celery_app import app
 from switchboard.db import runs as lifecycle
 from switchboard.db.locks import lock_names
-from switchboard.db.models import AgentDecision, AgentRun, AgentStep, ProactiveInsight
+from switchboard.db.models import ACTIVE_RUN_STATUSES, AgentDecision, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.pipeline import STEP_NAMES, is_final
 from switchboard.scheduling import place
@@ -30,7 +30,6 @@ from switchboard.tasks.runs import PreparedRun, prepare_run, send_from_step, sen
 
 log = logging.getLogger("switchboard.orchestrator")
 
-ACTIVE_RUN_STATUSES = ("queued", "running", "retrying")
 AGENT_SOURCES = ("stripe", "hubspot", "calls")
 ENTITY_BACKOFF = dt.timedelta(seconds=5)
 STEP_RETRY_BUDGET = 5
