@@ -111,8 +111,9 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "result_backend_max_retries": 12,
         "result_backend_max_sleep_between_retries_ms": 4000,
         "task_time_limit": settings.task_time_limit_s,
-        # The soft limit leaves the task time to record its failure: 30 s, or a tenth of short limits.
-        "task_soft_time_limit": settings.task_time_limit_s - max(1, min(30, settings.task_time_limit_s // 10)),
+        # Celery enforces both limits on prefork only; the task base keeps the soft one on every
+        # pool (switchboard/timelimit.py).
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
         # Events feed Flower's live view.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

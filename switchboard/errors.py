@@ -37,3 +37,7 @@ class InvalidState(Permanent):
 
 class ContractViolation(Permanent):
     """A payload crossing a task boundary did not validate against its contract."""
+
+
+class TimeLimitExceeded(Permanent):
+    """A task ran past its soft time limit (`switchboard/timelimit.py`)."""

@@ -348,6 +348,11 @@ class Settings(BaseSettings):
         return THREADS_PER_WORKER if self.worker_pool == "threads" else (os.cpu_count() or 1)
 
     @property
+    def task_soft_time_limit_s(self) -> int:
+        """The soft limit: 30 s (a tenth of a short limit) before the hard one, time to record the failure."""
+        return self.task_time_limit_s - max(1, min(30, self.task_time_limit_s // 10))
+
+    @property
     def db_pool(self) -> tuple[int, int]:
         """(pool size, max overflow) of this process's database engine."""
         size = self.db_pool_size or min(self.concurrency, 10)

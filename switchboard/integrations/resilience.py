@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import redis
 
+from switchboard import timelimit
 from switchboard.db import toolcalls
 from switchboard.errors import ConfigurationError, Permanent, Retryable
 from switchboard.redaction import scrub
@@ -382,9 +383,10 @@ def call(
     """
     settings = settings or get_settings()
     context = context or CallContext()
+    tool, scope = names(integration, account, operation)
+    timelimit.check(f"calling {tool}")  # the thread pool keeps no time limit of its own
     policy = policy_for(integration, settings)
     client = shared_redis(settings)
-    tool, scope = names(integration, account, operation)
     breaker = CircuitBreaker(client, scope, policy)
     limiter = RateLimiter(client, integration, account, policy)
 
@@ -395,6 +397,8 @@ def call(
     # A model call waits a short spell of the budget out in place: deferring would restart the
     # step's conversation and pay again for the turns before this one.
     patience = time.monotonic() + (settings.llm_rate_wait_s if integration in MODEL_PROVIDERS else 0.0)
+    # ...but not past the task's soft time limit
+    patience = min(patience, time.monotonic() + timelimit.remaining_s())
     while wait > 0 and time.monotonic() + wait <= patience:
         time.sleep(wait)
         wait = limiter.try_acquire()

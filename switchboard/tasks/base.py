@@ -12,6 +12,9 @@
 (`db/runs.start_step`), hand a step that already finished on with its stored output instead
 of calling the model again, and open the step's context on the task request, where the hooks
 find it. Nothing here is process-wide state: under a thread pool, each task has its own request.
+
+Every task on this base holds a deadline at its soft time limit (`switchboard/timelimit.py`):
+Celery keeps time limits on prefork only, and the workers run the thread pool by default.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import random
 from typing import Any, ClassVar
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
+from switchboard import timelimit
 from switchboard.agents.context import StepContext, attach
 from switchboard.db import runs as lifecycle
 from switchboard.db.session import database_unreachable
@@ -79,9 +84,19 @@ class SwitchboardTask(Task):  # type: ignore[misc]
     abstract = True
     retry_unexpected: ClassVar[bool] = False
 
+    def soft_time_limit_s(self) -> float | None:
+        """This delivery's soft limit: the message's, the task's, or the app's."""
+        _hard, soft = self.request.timelimit or (None, None)
+        limit = soft or self.soft_time_limit or self.app.conf.task_soft_time_limit
+        return float(limit) if limit else None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return self.run(*args, **kwargs)
+            with timelimit.running(self.soft_time_limit_s()):  # kept on the thread pool too
+                return self.run(*args, **kwargs)
+        except SoftTimeLimitExceeded:  # Celery's own (prefork), reported as the thread pool's
+            limit = float(self.soft_time_limit_s() or 0)
+            raise timelimit.exceeded_error(limit, limit, "finishing") from None
         except (Permanent, ConfigurationError):  # retrying will not set a missing key
             raise
         except Deferred as deferred:  # nothing was sent: no retry used up

@@ -75,6 +75,7 @@ class Fault:
     retry_after_ms: str | None = None  # Anthropic's retry-after-ms
     text: str = ""  # for kind="answer": the model's (possibly malformed) text
     input: dict[str, Any] | None = None  # for kind="answer_input"
+    think_s: float = 0.0  # the model takes this long before it answers (a slow turn)
 
 
 MODEL_CHOICES = ("answer", "prose", "fenced", "tool_calls", "tool_call", "max_tokens", "refusal", "pause_turn",
@@ -258,7 +259,10 @@ class _FakeServer:
     def _next_fault(self, agent: str) -> Fault | None:
         with self._lock:
             queue = self._faults.get(agent)
-            return queue.popleft() if queue else None
+            fault = queue.popleft() if queue else None
+        if fault is not None and fault.think_s:
+            time.sleep(fault.think_s)
+        return fault
 
     def _record(self, served: Served) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.runs import dispatch_insight
+from switchboard.tasks.steps import analyst_step
 from switchboard.tasks.watch import scan
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini, Fault, Served, _anthropic_text
 from tests.support.env import child_env
@@ -536,6 +537,25 @@ def test_a_refusal_fails_the_run_at_once_with_the_models_words(
     assert str(run["error"]).startswith("analyst: ModelRefused: analyst: the model refused to answer (refusal)")
     assert "I can't help with that request." in str(run["error"])
     assert len(_analyst_requests(anthropic)) == 1  # not retried, not repaired
+
+
+def test_a_step_past_its_soft_time_limit_fails_on_the_thread_pool_before_its_next_model_call(
+    real_providers: tuple[FakeAnthropic, FakeGemini], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Celery keeps no time limit on the thread pool (the in-process worker's pool, as shipped):
+    # the task base does, before every call through the resilience layer.
+    anthropic, _ = real_providers
+    monkeypatch.setattr(analyst_step, "soft_time_limit", 5)  # the task option, as @app.task(soft_time_limit=5)
+    anthropic.inject("analyst", Fault("tool_call", think_s=3.0), Fault("tool_call", think_s=3.0))
+    run_id = _dispatch_one()
+    [run] = wait_for_runs([run_id], timeout_s=60)
+    assert run["status"] == "failed" and run["retries"] == 0, run
+    error = str(run["error"])
+    found = re.match(r"analyst: TimeLimitExceeded: the task ran (\d+) s, past its soft time limit of 5 s, "
+                     r"and stopped before calling llm:anthropic\.messages", error)  # fmt: skip
+    assert found and int(found.group(1)) >= 6, error  # two turns of 3 s
+    assert "SWITCHBOARD_TASK_TIME_LIMIT_S" in error
+    assert len(_analyst_requests(anthropic)) == 2  # the third turn was never sent
 
 
 def test_a_paused_turn_is_sent_back_for_the_model_to_continue(
