@@ -83,8 +83,8 @@ def build_config(settings: Settings) -> dict[str, Any]:
         # A task that *raised* is acknowledged: retries are explicit (self.retry), so a poison
         # message ends as a recorded failure instead of a redelivery loop.
         "task_acks_on_failure_or_timeout": True,
-        # One message at a time per process: agent steps are slow LLM calls, and a prefetched
-        # message would sit behind one while another worker idles.
+        # One message per slot (thread or process): agent steps are slow LLM calls, and a
+        # message prefetched beyond the free slots would sit behind one while another worker idles.
         "worker_prefetch_multiplier": 1,
         # Redis priorities: 0 is most urgent. Within one queue, urgent runs go first.
         "task_default_priority": 5,
