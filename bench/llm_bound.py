@@ -63,20 +63,23 @@ class Sampler(threading.Thread):
                 pass
         return total
 
+    def rss_mb(self) -> float:
+        rss = 0
+        for process in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss += process.memory_info().rss
+        return rss / 2**20
+
     def run(self) -> None:
         while not self._stop.wait(0.1):
-            rss = 0
-            for process in self.tree():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    rss += process.memory_info().rss
-            self.peak_mb = max(self.peak_mb, rss / 2**20)
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
 
     def stop(self) -> None:
         self._stop.set()
 
 
 def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[str]) -> dict[str, float]:
-    from switchboard.db.models import AgentConversation, AgentRun, ProactiveInsight
+    from switchboard.db.models import AgentConversation, AgentRun, AgentStep, ProactiveInsight
     from switchboard.db.session import session_scope
     from switchboard.settings import get_settings
     from switchboard.tasks.runs import dispatch_insight
@@ -102,6 +105,7 @@ def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[
         for insight_id in ids:
             dispatch_insight(insight_id, queue=queue)
         sampler = Sampler(child.pid)
+        idle_mb = sampler.rss_mb()  # ready, nothing consumed yet
         sampler.start()
         cpu_before = sampler.cpu_s()
         started = _start_consuming(node, queue)
@@ -119,14 +123,26 @@ def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[
         with session_scope() as session:
             failed = session.scalar(select(func.count()).where(AgentRun.status == "failed"))
             calls = session.scalar(select(func.count()).where(AgentConversation.role == "assistant"))
+            steps = session.scalar(select(func.count()).select_from(AgentStep)) or 1
     if failed:
         raise SystemExit(f"[{name}] {failed} of {runs} runs failed: the figure would be meaningless")
     result = {"runs_per_s": runs / elapsed, "calls_per_run": (calls or 0) / runs, "peak_rss_mb": sampler.peak_mb,
               "cpu_busy": cpu / (elapsed * (os.cpu_count() or 1))}  # fmt: skip
+    slots = int(worker_args[worker_args.index("--concurrency") + 1]) if "--concurrency" in worker_args else None
+    in_flight = slots or _shipped_slots()
     print(f"[{name}] {runs} runs in {elapsed:.1f} s: {result['runs_per_s']:.2f} runs/s, "
           f"{result['calls_per_run']:.1f} model calls a run, peak RSS {sampler.peak_mb:.0f} MB, "
           f"CPU {100 * result['cpu_busy']:.0f}% of {os.cpu_count()} cores", flush=True)  # fmt: skip
+    print(f"[{name}] per in-flight step: {(sampler.peak_mb - idle_mb) / in_flight:.2f} MB "
+          f"(RSS {idle_mb:.0f} MB ready -> {sampler.peak_mb:.0f} MB peak, {in_flight} slots); "
+          f"CPU per step {1000 * cpu / steps:.1f} ms", flush=True)  # fmt: skip
     return result
+
+
+def _shipped_slots() -> int:
+    from switchboard.settings import get_settings
+
+    return get_settings().concurrency
 
 
 def main() -> None:
@@ -135,9 +151,7 @@ def main() -> None:
     parser.add_argument("--prefork-runs", type=int, default=60, help="full runs on prefork, concurrency 2")
     parser.add_argument("--latency-ms", type=int, default=500, help="each model call's latency")
     args = parser.parse_args()
-    from switchboard.settings import get_settings
-
-    slots = get_settings().concurrency
+    slots = _shipped_slots()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [])
         prefork = measure(Path(tmp), "prefork2", args.prefork_runs, args.latency_ms,

@@ -85,10 +85,10 @@ class SwitchboardTask(Task):  # type: ignore[misc]
     retry_unexpected: ClassVar[bool] = False
 
     def soft_time_limit_s(self) -> float | None:
-        """This delivery's soft limit: the message's, the task's, or the app's."""
+        """This delivery's soft limit: the tightest of the message's, the task's and the app's."""
         _hard, soft = self.request.timelimit or (None, None)
-        limit = soft or self.soft_time_limit or self.app.conf.task_soft_time_limit
-        return float(limit) if limit else None
+        limits = [float(x) for x in (soft, self.soft_time_limit, self.app.conf.task_soft_time_limit) if x]
+        return min(limits) if limits else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
