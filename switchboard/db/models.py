@@ -213,9 +213,9 @@ class ProactiveInsight(TimestampMixin, Base):
             postgresql_where=text("cleared_at IS NULL"),
             sqlite_where=text("cleared_at IS NULL"),
         ),
-        # The Watcher ranks its alert among the open ones of its source, oldest first.
         # The orchestrator's per-entity concurrency check finds an entity's insights by it.
         Index(None, "source", "entity_type", "entity_id"),
+        # The Watcher ranks its alert among the open ones of its source, oldest first.
         Index(
             "ix_proactive_insights_open_source_created_at",
             "source",
