@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     stripe_rate_per_s: float = Field(default=25.0, gt=0)
     hubspot_rate_per_s: float = Field(default=10.0, gt=0)
     calls_rate_per_s: float = Field(default=3.0, gt=0)
-    # Bucket size: with a burst of 1, no 1-second window sees more than rate + 1 requests.
+    # Bucket size: with a burst of 1, no 1-second window grants more than rate + 1 requests.
     integration_burst: int = Field(default=1, ge=1)
     integration_max_attempts: int = Field(default=5, ge=1)
     integration_backoff_base_s: float = Field(default=1.0, gt=0)

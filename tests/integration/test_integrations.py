@@ -272,11 +272,18 @@ def test_rate_budget_shared_by_four_worker_processes(
         elapsed = time.monotonic() - started
     finally:
         _stop(worker)
-    times = [r.wall for r in fake.seen("/crm/v3/objects/deals")]
+    times = sorted(r.wall for r in fake.seen("/crm/v3/objects/deals"))
     assert len(times) == 60
+    # The bucket (rate 10/s, burst 1) grants at most 11 tokens in any second; the fake sees
+    # arrivals, which trail their grants by each process's send latency, so a request granted
+    # late in one window can land in the next: one grant interval (100 ms) of that jitter is
+    # allowed. Four processes each with its own bucket would send 40 a second.
     busiest = max_in_window(times, 1.0)
-    assert busiest <= 11, f"{busiest} requests in one second"
-    print(f"rate limit: 60 requests in {elapsed:.1f} s, at most {busiest} in any 1 s window")
+    assert busiest <= 12, f"{busiest} requests in one second"
+    # Sustained: 59 intervals after the first token take at least 5.8 s at 10/s (1.5 s at 40/s).
+    span = times[-1] - times[0]
+    assert span >= 5.8 - 0.1, f"60 requests in {span:.2f} s"
+    print(f"rate limit: 60 requests in {elapsed:.1f} s (span {span:.2f} s), at most {busiest} in any 1 s window")
 
 
 def test_a_created_task_whose_ledger_entry_was_never_marked_done_is_found_not_created_again(
