@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -78,7 +79,9 @@ class Sampler(threading.Thread):
         self._stop.set()
 
 
-def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[str]) -> dict[str, float]:
+def measure(
+    tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[str], settings: dict[str, str] | None = None
+) -> dict[str, float]:
     from switchboard.db.models import AgentConversation, AgentRun, AgentStep, ProactiveInsight
     from switchboard.db.session import session_scope
     from switchboard.settings import get_settings
@@ -94,21 +97,19 @@ def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[
         with session_scope() as session:
             ids = list(session.execute(insert(ProactiveInsight).returning(ProactiveInsight.id), rows).scalars())
         env = bench_env(url, tmp / name, SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX,
-                        SWITCHBOARD_OFFLINE_LATENCY_MS=str(latency_ms))  # fmt: skip
+                        SWITCHBOARD_OFFLINE_LATENCY_MS=str(latency_ms), **(settings or {}))  # fmt: skip
         log = processes.log_dir / f"{name}.log"
         child = processes.start(name, ["worker", "--queues", "low", "--name", f"{name}@%h", *worker_args],
                                 {**env, "SWITCHBOARD_LOG_LEVEL": "INFO", "SWITCHBOARD_LOG_FORMAT": "text"})  # fmt: skip
-        _wait_worker_ready(log)
-        import socket
-
-        node = f"{name}@{socket.gethostname()}"
+        nodes = _node_names(name, worker_args)
+        _wait_worker_ready(log, count=len(nodes))
         for insight_id in ids:
             dispatch_insight(insight_id, queue=queue)
         sampler = Sampler(child.pid)
         idle_mb = sampler.rss_mb()  # ready, nothing consumed yet
         sampler.start()
         cpu_before = sampler.cpu_s()
-        started = _start_consuming(node, queue)
+        started = _start_consuming(nodes, queue)
         while True:
             with session_scope() as session:
                 finished = session.scalar(
@@ -129,7 +130,7 @@ def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[
     result = {"runs_per_s": runs / elapsed, "calls_per_run": (calls or 0) / runs, "peak_rss_mb": sampler.peak_mb,
               "cpu_busy": cpu / (elapsed * (os.cpu_count() or 1))}  # fmt: skip
     slots = int(worker_args[worker_args.index("--concurrency") + 1]) if "--concurrency" in worker_args else None
-    in_flight = slots or _shipped_slots()
+    in_flight = slots or _shipped_slots()  # prefork2: one process of 2
     print(f"[{name}] {runs} runs in {elapsed:.1f} s: {result['runs_per_s']:.2f} runs/s, "
           f"{result['calls_per_run']:.1f} model calls a run, peak RSS {sampler.peak_mb:.0f} MB, "
           f"CPU {100 * result['cpu_busy']:.0f}% of {os.cpu_count()} cores", flush=True)  # fmt: skip
@@ -142,7 +143,17 @@ def measure(tmp: Path, name: str, runs: int, latency_ms: int, worker_args: list[
 def _shipped_slots() -> int:
     from switchboard.settings import get_settings
 
-    return get_settings().concurrency
+    return get_settings().processes * get_settings().concurrency
+
+
+def _node_names(name: str, worker_args: list[str]) -> list[str]:
+    """The Celery nodes `switchboard worker --name NAME@%h …` starts (one per process)."""
+    from switchboard.processes import worker_commands
+    from switchboard.settings import get_settings
+
+    pool = worker_args[worker_args.index("--pool") + 1] if "--pool" in worker_args else None
+    commands = worker_commands(get_settings(), ["low"], name=f"{name}@{socket.gethostname()}", pool=pool)
+    return [argv[argv.index("--hostname") + 1] for _, argv in commands]
 
 
 def main() -> None:
@@ -150,10 +161,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=600, help="full runs on the worker as shipped")
     parser.add_argument("--prefork-runs", type=int, default=60, help="full runs on prefork, concurrency 2")
     parser.add_argument("--latency-ms", type=int, default=500, help="each model call's latency")
+    parser.add_argument("--set", action="append", default=[], metavar="SWITCHBOARD_NAME=VALUE",
+                        help="a setting for the shipped worker (repeatable), to try another size")  # fmt: skip
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
+    if bad := [name for name in settings if not name.startswith("SWITCHBOARD_")]:
+        parser.error(f"--set takes SWITCHBOARD_NAME=VALUE, not {bad[0]}")
+    os.environ.update(settings)  # the bound counts the shipped worker's slots as set
     slots = _shipped_slots()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [])
+        shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [], settings)
         prefork = measure(Path(tmp), "prefork2", args.prefork_runs, args.latency_ms,
                           ["--pool", "prefork", "--concurrency", "2"])  # fmt: skip
     bound = slots / (shipped["calls_per_run"] * args.latency_ms / 1000)

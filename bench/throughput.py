@@ -43,10 +43,11 @@ for _name in [name for name in os.environ if name.startswith("SWITCHBOARD_")]:
 os.environ.update(SWITCHBOARD_BROKER_URL=REDIS_URL, SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX)
 
 
-def _wait_worker_ready(log: Path, timeout_s: float = 60.0) -> None:
+def _wait_worker_ready(log: Path, timeout_s: float = 60.0, count: int = 1) -> None:
+    """Until ``count`` Celery processes logging to ``log`` say they are ready."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if log.exists() and " ready." in log.read_text():
+        if log.exists() and log.read_text().count(" ready.") >= count:
             return
         time.sleep(0.1)
     raise SystemExit(f"worker not ready after {timeout_s:.0f} s; see {log}")
@@ -61,14 +62,16 @@ def _worker(processes: Processes, name: str, env: dict[str, str], concurrency: i
     return f"{name}@{socket.gethostname()}"
 
 
-def _start_consuming(node: str, queue: str) -> float:
-    """Have the worker consume ``queue`` (already filled); the time the clock starts."""
+def _start_consuming(node: str | list[str], queue: str) -> float:
+    """Have the worker's node(s) consume ``queue`` (already filled); the time the clock starts."""
     from switchboard.celery_app import app
 
+    nodes = [node] if isinstance(node, str) else node
     started = time.perf_counter()
-    replies = app.control.add_consumer(queue, destination=[node], reply=True, timeout=10)
-    if not any("ok" in reply.get(node, {}) for reply in replies or []):
-        raise SystemExit(f"worker {node} did not start consuming {queue}: {replies!r}")
+    replies = app.control.add_consumer(queue, destination=nodes, reply=True, timeout=10)
+    answered = {name for reply in replies or [] for name, body in reply.items() if "ok" in body}
+    if missing := sorted(set(nodes) - answered):
+        raise SystemExit(f"worker {', '.join(missing)} did not start consuming {queue}: {replies!r}")
     return started
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from switchboard.broker import transport_for
 from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
 
 # Modules that define tasks; a worker imports them all at start.
@@ -55,6 +56,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
     ]
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": transport_for(settings.broker_url),
         "result_backend": settings.result_backend,
         "task_queues": queues,
         "task_default_queue": settings.queue_name("default"),

@@ -77,19 +77,34 @@ def worker(
     pool: Annotated[
         str | None, typer.Option(help="threads (default: many steps waiting on models) or prefork (CPU-bound work)")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Slots: threads, or processes for prefork; 0 = the default")] = 0,
-    name: Annotated[str | None, typer.Option(help="Celery node name (default: LEVELS@host)")] = None,
+    concurrency: Annotated[
+        int, typer.Option(help="Slots per process: threads, or processes for prefork; 0 = the default")
+    ] = 0,
+    processes: Annotated[
+        int, typer.Option(help="Celery worker processes; 0 = one per CPU on threads, 1 on prefork")
+    ] = 0,
+    name: Annotated[
+        str | None, typer.Option(help="Celery node name (default: LEVELS@host; -1, -2… per process)")
+    ] = None,
 ) -> None:
-    """Run a Celery worker on the given queues."""
+    """Run Celery worker processes on the given queues."""
     from switchboard.agents.llm import check_configured
-    from switchboard.processes import worker_argv
+    from switchboard.processes import child_env, worker_commands
+    from switchboard.supervisor import supervise
 
     settings = _settings()
     levels = _parse_levels(queues)
     if pool not in (None, "threads", "prefork"):
         raise typer.BadParameter(f"--pool must be threads or prefork; got {pool!r}")
+    if processes < 0 or concurrency < 0:
+        raise typer.BadParameter("--processes and --concurrency take 0 (the default) or more")
     check_configured(settings)  # a provider without its key stops the worker here, named
-    _exec(worker_argv(settings, levels, name=name, concurrency=concurrency or None, pool=pool))
+    commands = worker_commands(settings, levels, name=name, concurrency=concurrency or None, pool=pool,
+                               processes=processes or None)  # fmt: skip
+    if len(commands) == 1:
+        _exec(commands[0][1])
+    # warm shutdown waits for running steps; past the hard time limit, they are redelivered anyway
+    raise typer.Exit(supervise(commands, child_env(settings), grace_s=settings.task_time_limit_s))
 
 
 @cli.command()

@@ -52,6 +52,31 @@ def worker_argv(
     return argv + list(extra or [])
 
 
+def worker_commands(
+    settings: Settings,
+    queue_levels: list[str],
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    pool: str | None = None,
+    processes: int | None = None,
+) -> list[tuple[str, list[str]]]:
+    """The Celery worker processes of one `switchboard worker`: (label, argv) each. On the
+    thread pool, one per CPU by default (each with its own consumer loop and GIL); node names
+    then get `-1`, `-2`, … before the `@` so each is its own node in Flower and in control."""
+    chosen = pool or settings.worker_pool
+    count = processes or settings.model_copy(update={"worker_pool": chosen}).processes
+    node = name or f"{'-'.join(queue_levels)}@{socket.gethostname()}"
+    if count == 1:
+        return [("worker", worker_argv(settings, queue_levels, name=node, concurrency=concurrency, pool=chosen))]
+    base, _, host = node.partition("@")
+    return [
+        (f"worker-{k}", worker_argv(settings, queue_levels, name=f"{base}-{k}@{host or socket.gethostname()}",
+                                    concurrency=concurrency, pool=chosen))
+        for k in range(1, count + 1)
+    ]  # fmt: skip
+
+
 def beat_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
     """`celery beat` with its schedule state kept under the data directory."""
     schedule = settings.data_dir / "celerybeat-schedule"

@@ -21,9 +21,11 @@ from switchboard.errors import ConfigurationError
 ENV_PREFIX = "SWITCHBOARD_"
 
 LLMProviderName = Literal["offline", "anthropic", "gemini"]
-# Threads of a worker on the thread pool: model latency (seconds a call) and little CPU a step;
+# Threads of a worker process on the thread pool: model latency (seconds a call) and little CPU
+# a step. One process per core: a single process's consumer loop and pool threads share one GIL,
+# and 64 threads in one process left a third of them idle waiting for deliveries (py-spy);
 # measured in bench/llm_bound.py.
-THREADS_PER_WORKER = 64
+THREADS_PER_WORKER = 32
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 _BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "memory")
@@ -168,7 +170,9 @@ class Settings(BaseSettings):
     # An agent step waits seconds on a model and uses almost no CPU: workers run Celery's thread
     # pool, many steps in flight per process; prefork (one process per slot) stays available.
     worker_pool: Literal["threads", "prefork"] = "threads"
-    worker_concurrency: int = Field(default=0, ge=0)  # 0: 64 threads, or the CPU count for prefork
+    worker_concurrency: int = Field(default=0, ge=0)  # per process; 0: 32 threads, or the CPU count for prefork
+    # Celery worker processes `switchboard worker` starts; 0: one per CPU on threads, 1 on prefork.
+    worker_processes: int = Field(default=0, ge=0)
     # Database connections per process; 0 derives them from the worker's concurrency, so no
     # thread waits for one. A checkout that waits longer than the timeout fails naming these.
     db_pool_size: int = Field(default=0, ge=0)
@@ -346,6 +350,15 @@ class Settings(BaseSettings):
         if self.worker_concurrency:
             return self.worker_concurrency
         return THREADS_PER_WORKER if self.worker_pool == "threads" else (os.cpu_count() or 1)
+
+    @property
+    def processes(self) -> int:
+        """Celery worker processes per `switchboard worker`: one per usable CPU on threads."""
+        if self.worker_processes:
+            return self.worker_processes
+        if self.worker_pool != "threads":
+            return 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     @property
     def task_soft_time_limit_s(self) -> int:
