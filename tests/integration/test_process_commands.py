@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -44,7 +45,8 @@ def _env(redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
 def test_worker_consumes_only_the_levels_it_was_given(redis_url: str, database_url: str, tmp_path: Path) -> None:
     prefix = f"w{uuid.uuid4().hex[:6]}."
     env = _env(redis_url, database_url, SWITCHBOARD_QUEUE_PREFIX=prefix, SWITCHBOARD_DATA_DIR=str(tmp_path))
-    argv = [sys.executable, "-m", "switchboard", "worker", "--queues", "critical,high", "--concurrency", "1"]
+    argv = [sys.executable, "-m", "switchboard", "worker", "--queues", "critical,high", "--concurrency", "1",
+            "--processes", "1"]  # fmt: skip
     with _running(argv, env, tmp_path / "worker.log") as worker:
         for level in ("critical", "high"):
             result = probe.apply_async(queue=f"{prefix}{level}").get(timeout=60)
@@ -55,6 +57,38 @@ def test_worker_consumes_only_the_levels_it_was_given(redis_url: str, database_u
             routine.get(timeout=3)
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()
     routine.forget()
+
+
+def test_worker_runs_one_thread_pool_process_per_cpu_and_a_stop_signal_stops_them_all(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """The shipped worker on a machine of N CPUs: N Celery nodes `LEVELS-k@host`, each serving;
+    SIGTERM to `switchboard worker` stops every one (warm) and it exits 0."""
+    from switchboard.celery_app import app
+
+    prefix = f"w{uuid.uuid4().hex[:6]}."
+    env = _env(redis_url, database_url, SWITCHBOARD_QUEUE_PREFIX=prefix, SWITCHBOARD_DATA_DIR=str(tmp_path))
+    argv = [sys.executable, "-m", "switchboard", "worker", "--queues", "default", "--processes", "2",
+            "--concurrency", "2"]  # fmt: skip
+    host = socket.gethostname()
+    nodes = {f"default-1@{host}", f"default-2@{host}"}
+    with _running(argv, env, tmp_path / "worker.log") as worker:
+        deadline = time.monotonic() + 60
+        answered: set[str] = set()
+        while answered != nodes:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            answered = {name for reply in app.control.ping(destination=sorted(nodes), timeout=1) for name in reply}
+        stats = app.control.inspect(destination=sorted(nodes), timeout=5).stats() or {}
+        assert {name: body["pool"]["max-concurrency"] for name, body in stats.items()} == dict.fromkeys(nodes, 2)
+        served = {probe.apply_async(queue=f"{prefix}default").get(timeout=60)["hostname"] for _ in range(20)}
+        assert served <= nodes
+        children = [p.pid for p in psutil.Process(worker.pid).children()]
+        assert len(children) == 2
+        worker.send_signal(signal.SIGTERM)  # the supervisor alone, as `docker stop` does
+        assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
 
 
 def test_worker_rejects_unknown_queue_levels(tmp_path: Path) -> None:
