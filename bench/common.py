@@ -6,17 +6,20 @@ SWITCHBOARD_TEST_REDIS_URL; run `make services` first) and never to anything els
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import psycopg2
 import redis
 from psycopg2 import sql
@@ -125,3 +128,43 @@ def insight_row(severity: str, entity: str, now: dt.datetime, sla: dt.timedelta)
         "attempts": 0, "max_attempts": 3, "occurrences": 1, "created_at": now, "updated_at": now,
         "sla_deadline": now + sla, "next_attempt_at": now,
     }  # fmt: skip
+
+
+class Sampler(threading.Thread):
+    """Peak RSS (MB) of a process and its children, sampled every 100 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for process in self.tree():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def rss_mb(self) -> float:
+        rss = 0
+        for process in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss += process.memory_info().rss
+        return rss / 2**20
+
+    def run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+    def stop(self) -> None:
+        self._stop.set()

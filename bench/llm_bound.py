@@ -14,69 +14,26 @@ Usage: .venv/bin/python bench/llm_bound.py [--runs 600] [--prefork-runs 60] [--l
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import psutil
 from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REDIS_URL, Processes, bench_env, flush_redis, insight_row, scratch_database
+from bench.common import REDIS_URL, Processes, Sampler, bench_env, flush_redis, insight_row, scratch_database
 from bench.throughput import _start_consuming, _wait_worker_ready
 
 QUEUE_PREFIX = f"lb{uuid.uuid4().hex[:6]}."
 for _name in [name for name in os.environ if name.startswith("SWITCHBOARD_")]:
     del os.environ[_name]
 os.environ.update(SWITCHBOARD_BROKER_URL=REDIS_URL, SWITCHBOARD_QUEUE_PREFIX=QUEUE_PREFIX)
-
-
-class Sampler(threading.Thread):
-    """Peak RSS (MB) of a process and its children, sampled every 100 ms."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-
-    def tree(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def cpu_s(self) -> float:
-        total = 0.0
-        for process in self.tree():
-            try:
-                times = process.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def rss_mb(self) -> float:
-        rss = 0
-        for process in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                rss += process.memory_info().rss
-        return rss / 2**20
-
-    def run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak_mb = max(self.peak_mb, self.rss_mb())
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def measure(

@@ -21,12 +21,11 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REDIS_URL, Processes, bench_env, flush_redis, insight_row, scratch_database
+from bench.common import REDIS_URL, Processes, Sampler, bench_env, flush_redis, insight_row, scratch_database
 from bench.throughput import _wait_worker_ready
 
 QUEUE_PREFIX = f"sk{uuid.uuid4().hex[:6]}."
@@ -57,8 +56,9 @@ def main() -> None:
         child = processes.start("soak", ["worker", "--queues", "default", "--name", "soak@%h"],
                                 {**env, "SWITCHBOARD_LOG_LEVEL": "INFO", "SWITCHBOARD_LOG_FORMAT": "text"})  # fmt: skip
         _wait_worker_ready(processes.log_dir / "soak.log")
-        worker = psutil.Process(child.pid)
-        print(f"worker soak@{socket.gethostname()} ready, RSS {worker.memory_info().rss / 2**20:.0f} MB", flush=True)
+        _wait_worker_ready(processes.log_dir / "soak.log", count=get_settings().processes)
+        worker = Sampler(child.pid)  # RSS of `switchboard worker` and its Celery processes
+        print(f"worker soak@{socket.gethostname()} ready, RSS {worker.rss_mb():.0f} MB", flush=True)
         started = time.perf_counter()
         rss: dict[int, float] = {}
         dispatched = 0
@@ -83,7 +83,7 @@ def main() -> None:
                 dispatched += len(ids)
             for mark in range(1000, args.runs + 1, 1000):
                 if finished >= mark and mark not in rss:
-                    rss[mark] = worker.memory_info().rss / 2**20
+                    rss[mark] = worker.rss_mb()
                     elapsed = time.perf_counter() - started
                     print(f"[soak] {mark} runs in {elapsed:.0f} s: RSS {rss[mark]:.0f} MB", flush=True)
             if finished >= args.runs:

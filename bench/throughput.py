@@ -56,7 +56,7 @@ def _wait_worker_ready(log: Path, timeout_s: float = 60.0, count: int = 1) -> No
 def _worker(processes: Processes, name: str, env: dict[str, str], concurrency: int) -> str:
     """Start a worker consuming only the empty `low` queue; its node name."""
     log = processes.log_dir / f"{name}.log"
-    args = ["worker", "--queues", "low", "--concurrency", str(concurrency), "--name", f"{name}@%h"]
+    args = ["worker", "--queues", "low", "--concurrency", str(concurrency), "--processes", "1", "--name", f"{name}@%h"]
     processes.start(name, args, {**env, "SWITCHBOARD_LOG_LEVEL": "INFO", "SWITCHBOARD_LOG_FORMAT": "text"})
     _wait_worker_ready(log)
     return f"{name}@{socket.gethostname()}"
