@@ -11,7 +11,7 @@ from sqlalchemy import select
 from switchboard.contracts import Action
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import Approval
-from switchboard.db.session import session_scope
+from switchboard.db.session import get_for_update, session_scope
 from switchboard.errors import InvalidState, NotFound
 from switchboard.integrations import actions
 from switchboard.integrations.resilience import CallContext
@@ -49,7 +49,7 @@ def list_approvals(status: str | None = "pending", limit: int = 100) -> list[App
 
 def _decide(approval_id: int, status: str, by: str, reason: str | None) -> Approval:
     with session_scope() as session:
-        approval = session.get(Approval, approval_id, with_for_update=True)
+        approval = get_for_update(session, Approval, approval_id)
         if approval is None:
             raise NotFound(f"no approval {approval_id}")
         if approval.status != "pending":
@@ -85,7 +85,7 @@ def execute_approval(approval_id: int) -> bool:
         run_id = approval.run_id
     performed, _ = actions.execute(run_id, action, CallContext(run_id=run_id, step="approval", agent="advisor"))
     with session_scope() as session:
-        approval = session.get(Approval, approval_id, with_for_update=True)
+        approval = get_for_update(session, Approval, approval_id)
         assert approval is not None
         approval.status = "executed"
         lifecycle.settle_run(session, run_id)

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from switchboard.db.models import BackfillJob, Event
-from switchboard.db.session import get_engine, session_scope
+from switchboard.db.session import get_engine, get_for_update, session_scope
 from switchboard.errors import Permanent
 from switchboard.redaction import scrub
 from switchboard.utc import as_utc
@@ -103,7 +103,7 @@ class JobSnapshot:
 def start_job(job_id: str) -> JobSnapshot | None:
     """The job's current state; a pending job becomes running. None when it is finished."""
     with session_scope() as session:
-        job = session.get(BackfillJob, job_id, with_for_update=True)
+        job = get_for_update(session, BackfillJob, job_id)
         if job is None:
             raise Permanent(f"backfill job {job_id} does not exist")
         if job.status in ("done", "failed"):

@@ -50,7 +50,7 @@ from switchboard.db.models import (
     RunStatus,
     new_id,
 )
-from switchboard.db.session import database_unreachable, get_engine, session_scope
+from switchboard.db.session import database_unreachable, get_engine, get_for_update, session_scope
 from switchboard.errors import InvalidState, NotFound
 from switchboard.pipeline import is_final, previous_step
 from switchboard.settings import Settings
@@ -137,7 +137,7 @@ def clear_episodes(session: Session, *, kinds: Iterable[str], seen: Iterable[str
 
 def resolve_insight(session: Session, insight_id: int, *, by: str, now: dt.datetime) -> None:
     """An operator ends an episode: the anomaly's next occurrence is a new insight."""
-    insight = session.get(ProactiveInsight, insight_id, with_for_update=True)
+    insight = get_for_update(session, ProactiveInsight, insight_id)
     if insight is None:
         raise NotFound(f"no insight {insight_id}")
     if insight.status in OPEN_INSIGHT_STATUSES:
@@ -196,7 +196,7 @@ def expire_insight(session: Session, insight: ProactiveInsight, *, reason: str, 
 def requeue_failed_run(session: Session, run_id: str, *, by: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """Queue a failed run again from its failed step; (that step, the input it received).
     NotFound for an unknown run, InvalidState with the reason for one that cannot be replayed."""
-    run = session.get(AgentRun, run_id, with_for_update=True)
+    run = get_for_update(session, AgentRun, run_id)
     if run is None:
         raise NotFound(f"no run {run_id}")
     if run.status != RunStatus.FAILED:
@@ -233,7 +233,7 @@ def settle_run(session: Session, run_id: str) -> None:
         .select_from(Approval)
         .where(Approval.run_id == run_id, Approval.status.in_((ApprovalStatus.PENDING, ApprovalStatus.APPROVED)))
     )
-    run = session.get(AgentRun, run_id, with_for_update=True)
+    run = get_for_update(session, AgentRun, run_id)
     if open_count or run is None or run.status != RunStatus.AWAITING_APPROVAL:
         return
     run.status = RunStatus.DONE
@@ -304,9 +304,9 @@ def ms_between(start: dt.datetime | None, end: dt.datetime) -> float | None:
 
 
 def _lock_step(session: Session, run_id: str, step: str, agent: str) -> tuple[AgentRun, AgentStep] | None:
-    """The run (locked first: the writes of one run serialise on its row, on both databases)
+    """The run (locked first: the writes of one run serialise on its row, on both databases: `get_for_update`)
     and its step's row, made if missing; None for an unknown run."""
-    run = session.get(AgentRun, run_id, with_for_update=True)
+    run = get_for_update(session, AgentRun, run_id)
     return (run, _step_row(session, run_id, step, agent)) if run is not None else None
 
 

@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from switchboard.errors import Retryable
 from switchboard.settings import get_settings
+
+M = TypeVar("M")
 
 
 class PoolExhausted(Retryable):
@@ -133,6 +135,19 @@ def session_scope(url: str | None = None, *, autocommit: bool = False) -> Iterat
 def dialect_insert(session: Session) -> Any:
     """`insert` of the session's database dialect, with its ON CONFLICT clauses (PostgreSQL or SQLite)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def get_for_update(session: Session, model: type[M], key: Any) -> M | None:
+    """``session.get(model, key)`` with the row locked until the transaction ends, on both
+    databases. SQLite ignores FOR UPDATE, and its driver opens a transaction only at the first
+    write: two writers (two worker threads, or the API beside a worker) would both read the same
+    row and the later write would undo the earlier. There a no-op UPDATE of the row comes first,
+    which takes the database's write lock (waiting out the busy timeout), so what is read next
+    is the latest."""
+    if session.get_bind().dialect.name == "sqlite":
+        (column,) = inspect(model).primary_key
+        session.execute(update(model).where(column == key).values({column.key: column}))
+    return session.get(model, key, with_for_update=True)
 
 
 def dispose_engines() -> None:

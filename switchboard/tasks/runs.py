@@ -19,7 +19,7 @@ from switchboard.celery_app import app
 from switchboard.contracts import Alert, WatchRequest
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import ProactiveInsight, new_id
-from switchboard.db.session import session_scope
+from switchboard.db.session import get_for_update, session_scope
 from switchboard.pipeline import steps_from
 from switchboard.scheduling import LEVEL_BY_SEVERITY, PRIORITY_BY_LEVEL
 from switchboard.settings import get_settings
@@ -93,7 +93,7 @@ def dispatch_insight(insight_id: int, *, queue: str | None = None, priority: int
     """Dispatch one insight now, bypassing the orchestrator's policy (demo, replays, tests)."""
     settings = get_settings()
     with session_scope() as session:
-        insight = session.get(ProactiveInsight, insight_id, with_for_update=True)
+        insight = get_for_update(session, ProactiveInsight, insight_id)
         if insight is None:
             raise LookupError(f"no insight {insight_id}")
         level = LEVEL_BY_SEVERITY[insight.severity]

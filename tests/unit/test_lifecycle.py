@@ -257,3 +257,36 @@ def test_a_run_waits_for_its_approvals_and_is_settled_by_the_last_decision(datab
         session.query(Approval).filter_by(run_id=run_id).update({"status": "rejected"})
         lifecycle.settle_run(session, run_id)
     assert _statuses(database, run_id, insight_id)[::2] == ("done", "done")
+
+
+def test_writers_of_one_run_in_several_threads_lose_no_usage(database: str, on_sqlite: None) -> None:
+    """A step's success hook runs after its successor was published, so two steps of one run can
+    write at once (and a redelivered twin beside them). On SQLite, where FOR UPDATE is ignored,
+    each write must still see the one before it: the run's totals are the sum of every write."""
+    import threading
+
+    from switchboard.db.models import AgentRun, AgentStep
+
+    run_id, _ = _queued_run(database, "r-threads")
+    steps, rounds = ("watcher", "analyst", "advisor"), 15
+    for step in steps:
+        _start(run_id, step)
+    go = threading.Barrier(len(steps) * 2)
+
+    def write(step: str) -> None:
+        go.wait()
+        for _ in range(rounds):
+            lifecycle.retry_step(run_id=run_id, step=step, agent=step, reason="Deferred: budget", deferred=True,
+                                 attempt=lifecycle.Attempt(tokens_in=1, cache_read_tokens=2))  # fmt: skip
+
+    threads = [threading.Thread(target=write, args=(step,)) for step in steps * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with session_scope(database) as session:
+        run = session.get(AgentRun, run_id)
+        assert run is not None
+        assert (run.tokens_in, run.cache_read_tokens) == (len(threads) * rounds, 2 * len(threads) * rounds)
+        for step in session.query(AgentStep).filter_by(run_id=run_id):
+            assert step.tokens_in == 2 * rounds, step.step
