@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from switchboard.errors import ConfigurationError
-from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
+from switchboard.settings import EVAL_RATE_METRICS, QUEUE_LEVELS, Settings, get_settings
 
 cli = typer.Typer(
     name="switchboard",
@@ -361,24 +362,45 @@ def replay(run_id: str) -> None:
     typer.echo(f"run {run_id} queued again from its {step} step")
 
 
-@cli.command("eval")
+eval_cli = typer.Typer(
+    help="Score the agents on eval scenarios; pin the baseline; capture a run as a scenario.",
+    invoke_without_command=True,
+)
+cli.add_typer(eval_cli, name="eval")
+
+
+@eval_cli.callback(invoke_without_command=True)
 def eval_command(
+    ctx: typer.Context,
     suite: Annotated[str, typer.Option(help="stripe, hubspot, calls or all")] = "all",
     provider: Annotated[
         str | None, typer.Option(help="offline, anthropic or gemini for every agent (default: as configured)")
     ] = None,
+    scenarios: Annotated[
+        Path | None,
+        typer.Option("--scenarios", help="a directory of your own scenario files, run with the shipped ones"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON")] = False,
 ) -> None:
-    """Run the eval scenarios through real workers, score them, compare with the baseline.
+    """Run the eval scenarios through real workers, score them, hold them to the floors and the
+    pinned baseline.
 
-    Exit 0: no regression; 1: a regression (an insight is raised); 2: the eval could not run."""
+    Exit 0: every floor met, no regression; 1: a regression (named; an insight is raised);
+    2: the eval could not run (a malformed scenario file, a worker that did not start, a timeout)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from switchboard.evals.harness import EvalError, run_eval
-    from switchboard.evals.scenarios import ScenarioError
+    from switchboard.evals.scenarios import ScenarioError, load_scenarios
 
     if provider not in (None, "offline", "anthropic", "gemini"):
         console.print(f"[red]switchboard:[/red] unknown provider {provider!r}: use offline, anthropic or gemini")
         raise typer.Exit(2)
     settings = _settings()
+    try:
+        load_scenarios(suite, extra=scenarios or settings.eval_scenarios_dir)  # malformed files: before any work
+    except ScenarioError as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
     from switchboard.db import migrate
 
     migrate.upgrade(settings.database_url)
@@ -386,7 +408,7 @@ def eval_command(
 
     try:
         with broker_running(settings, console):
-            result = run_eval(suite=suite, provider=provider)
+            result = run_eval(suite=suite, provider=provider, scenario_dir=scenarios)
     except (EvalError, ScenarioError) as error:
         console.print(f"[red]switchboard:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
@@ -395,23 +417,106 @@ def eval_command(
         raise typer.Exit(result.exit_code)
     from rich.table import Table
 
-    table = Table(title=f"Eval {result.eval_run_id[:8]}: {result.provider}/{result.model}, {result.seconds:.1f} s")
-    for column in ("scenario", "suite", "result", "problems"):
-        table.add_column(column)
+    out = Console()
+    changes = {item["scenario"]: item for item in result.diff}
+    table = Table(title=f"Eval {result.eval_run_id}: {result.provider}/{result.model}, {result.seconds:.1f} s")
+    for column in ("scenario", "suite", "result", "vs baseline", "problems"):
+        table.add_column(column, overflow="fold")
     for item in result.results:
         verdict = "[green]pass[/green]" if item["passed"] else "[red]FAIL[/red]"
-        table.add_row(item["scenario"], item["suite"], verdict, "; ".join(item["problems"]))
-    out = Console()
+        change = changes[item["scenario"]]["change"]
+        shown = {"regressed": "[red]regressed[/red]", "improved": "[green]improved[/green]"}.get(change, change)
+        table.add_row(item["scenario"], item["suite"], verdict, shown, "; ".join(item["problems"]))
     out.print(table)
-    out.print(" ".join(f"{key}={value}" for key, value in result.scores.items()))
+    for name, values in [("all", result.scores), *result.by_suite.items()]:
+        rates = " ".join(f"{key}={values[key]}" for key in (*EVAL_RATE_METRICS, "forbidden_actions"))
+        out.print(f"{name}: {rates} passed={values['scenarios_passed']}/{values['scenarios']}", highlight=False)
     if result.regressions:
-        out.print(f"[red]REGRESSION against {result.baseline_id}:[/red] " + "; ".join(result.regressions))
+        against = f" (baseline {result.baseline_id})" if result.baseline_id else " (no baseline pinned)"
+        out.print(f"[red]REGRESSION{against}:[/red] " + "; ".join(result.regressions), highlight=False)
+    elif result.baseline_id:
+        out.print(f"every floor met; no regression against baseline {result.baseline_id}", highlight=False)
     else:
-        out.print(
-            f"no regression ({'baseline ' + result.baseline_id if result.baseline_id else 'first run: baseline'})"
-        )
-    out.print(f"reports: {result.report_json} {result.report_html}")
+        out.print("every floor met; no baseline pinned for this suite: pin one with "
+                  f"`switchboard eval baseline set {result.eval_run_id}`", highlight=False)  # fmt: skip
+    out.print(f"reports: {result.report_json} {result.report_html}", highlight=False)
     raise typer.Exit(result.exit_code)
+
+
+@eval_cli.command("capture")
+def eval_capture(
+    run_id: Annotated[str, typer.Argument(help="a run (any unique prefix of its id)")],
+    out: Annotated[
+        Path | None, typer.Option(help="the scenario file to write (default: ./captured_KIND_ID.yaml)")
+    ] = None,
+) -> None:
+    """Turn a real run's stored inputs into a scenario file, to complete with the right answer."""
+    from switchboard.errors import InvalidState, NotFound
+    from switchboard.evals.capture import capture
+
+    _settings()
+    if out is not None and out.suffix not in (".yaml", ".yml"):
+        console.print(f"[red]switchboard:[/red] {out}: a scenario file ends in .yaml", highlight=False)
+        raise typer.Exit(2)
+    try:
+        path, warnings = capture(run_id, out)
+    except (NotFound, InvalidState) as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path}: set its expect section to the right answer, then run "
+               f"`switchboard eval --scenarios {path.parent}`")  # fmt: skip
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+baseline_cli = typer.Typer(help="The eval run each suite is compared with (moved only by a person).",
+                           no_args_is_help=True)  # fmt: skip
+eval_cli.add_typer(baseline_cli, name="baseline")
+
+
+@baseline_cli.command("set")
+def baseline_set(
+    eval_run_id: Annotated[str, typer.Argument(help="a finished eval run (any unique prefix of its id)")],
+    by: Annotated[str, typer.Option(help="who pins it (recorded)")] = os.environ.get("USER", "operator"),
+) -> None:
+    """Pin a finished eval run as its suite's baseline."""
+    from switchboard.errors import InvalidState, NotFound
+    from switchboard.evals.harness import pin_baseline
+
+    _settings()
+    try:
+        row = pin_baseline(eval_run_id, by=by)
+    except (NotFound, InvalidState) as error:
+        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"baseline of suite {row.suite} is now eval run {row.id} ({row.provider}/{row.model}), pinned by {by}")
+
+
+@baseline_cli.command("show")
+def baseline_show(
+    suite: Annotated[str | None, typer.Option(help="one suite (default: every suite with a baseline)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The pinned baseline of each suite, with its scores."""
+    from switchboard.db.session import session_scope
+    from switchboard.evals.harness import pinned_baseline
+    from switchboard.evals.scenarios import SUITES
+
+    _settings()
+    with session_scope() as session:
+        found = {name: pinned_baseline(session, name) for name in ([suite] if suite else ["all", *SUITES])}
+    if as_json:
+        typer.echo(json.dumps({name: None if b is None else {
+            "eval_run_id": b.eval_run_id, "provider": b.provider, "model": b.model, "pinned_by": b.pinned_by,
+            "pinned_at": b.pinned_at, "scores": b.scores} for name, b in found.items()}, default=str))  # fmt: skip
+        return
+    for name, baseline in found.items():
+        if baseline is None:
+            typer.echo(f"{name}: no baseline pinned")
+            continue
+        rates = " ".join(f"{key}={baseline.scores.get(key)}" for key in (*EVAL_RATE_METRICS, "forbidden_actions"))
+        typer.echo(f"{name}: eval run {baseline.eval_run_id} ({baseline.provider}/{baseline.model}), pinned by "
+                   f"{baseline.pinned_by} at {baseline.pinned_at:%Y-%m-%d %H:%M} UTC: {rates}")  # fmt: skip
 
 
 approvals_cli = typer.Typer(help="High-risk actions waiting for a decision.", no_args_is_help=True)

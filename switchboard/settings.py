@@ -35,6 +35,20 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].split("+psycopg2", 1)[0].lower() if "://" in url else ""
 
 
+# What every suite's eval scores must clear (`SWITCHBOARD_EVAL_FLOORS` overrides any of them):
+# rates from 0 to 1, and forbidden_actions as a ceiling. The offline rules clear them; a model
+# that names one root cause per source and always proposes the same action does not.
+EVAL_RATE_METRICS = ("precision", "recall", "root_cause_accuracy", "key_evidence", "evidence_validity",
+                     "action_match", "action_content", "contract_validity")  # fmt: skip
+DEFAULT_EVAL_FLOORS: dict[str, dict[str, float]] = {
+    "default": {
+        "precision": 0.9, "recall": 0.9, "root_cause_accuracy": 0.75, "key_evidence": 0.75,
+        "evidence_validity": 0.95, "action_match": 0.75, "action_content": 0.7, "contract_validity": 0.95,
+        "forbidden_actions": 0,
+    },
+}  # fmt: skip
+
+
 class Settings(BaseSettings):
     """All runtime configuration; see the README's configuration table for each variable."""
 
@@ -222,7 +236,15 @@ class Settings(BaseSettings):
     eval_database_url: str = ""
     eval_provider: Literal["", "offline", "anthropic", "gemini"] = ""  # nightly run; empty: as configured
     eval_regression_threshold: float = Field(default=0.05, ge=0, le=1)
-    eval_timeout_s: float = Field(default=300.0, gt=0)
+    # Floors every suite's scores must clear, first run included, as JSON: {"default": {...},
+    # "stripe": {...}}; a suite's own entries override the default's (forbidden_actions is a ceiling).
+    eval_floors: dict[str, dict[str, float]] = Field(default_factory=lambda: dict(DEFAULT_EVAL_FLOORS))
+    # The whole eval, and each scenario within it (its runs included), may take this long.
+    eval_timeout_s: float = Field(default=900.0, gt=0)
+    eval_scenario_timeout_s: float = Field(default=180.0, gt=0)
+    # Scenarios run in this many lanes at once, each a store, queue prefix and worker of its own.
+    eval_concurrency: int = Field(default=8, ge=1, le=64)
+    eval_scenarios_dir: Path | None = None  # the user's own scenario files, run with the shipped ones
     # Detectors switched off by name (comma-separated), e.g. a noisy one while it is tuned.
     disabled_detectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -294,6 +316,26 @@ class Settings(BaseSettings):
                 if not (user and sep and password):
                     raise ValueError("must be user:password pairs separated by commas")
         return value
+
+    @field_validator("eval_floors")
+    @classmethod
+    def _check_eval_floors(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        suites = ("default", "stripe", "hubspot", "calls")
+        merged = {suite: dict(limits) for suite, limits in DEFAULT_EVAL_FLOORS.items()}
+        for suite, limits in value.items():
+            if suite not in suites:
+                raise ValueError(f"unknown suite {suite!r} in the eval floors; use {', '.join(suites)}")
+            for metric, limit in limits.items():
+                if metric == "forbidden_actions":
+                    if limit < 0:
+                        raise ValueError(f"{suite}.forbidden_actions must be 0 or more")
+                elif metric not in EVAL_RATE_METRICS:
+                    raise ValueError(f"unknown eval metric {metric!r} in {suite}; use forbidden_actions or "
+                                     + ", ".join(EVAL_RATE_METRICS))  # fmt: skip
+                elif not 0 <= limit <= 1:
+                    raise ValueError(f"{suite}.{metric} must be between 0 and 1, got {limit}")
+            merged.setdefault(suite, {}).update(limits)
+        return merged
 
     @model_validator(mode="after")
     def _check_eval_database(self) -> Settings:

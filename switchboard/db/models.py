@@ -469,7 +469,9 @@ class EvalRun(TimestampMixin, Base):
     trigger: Mapped[str] = mapped_column(String(16), default="manual")
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     baseline_id: Mapped[str | None] = mapped_column(String(36))
-    is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)  # pinned by a person, one per suite
+    baseline_pinned_by: Mapped[str | None] = mapped_column(String(64))
+    baseline_pinned_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     regression: Mapped[bool] = mapped_column(Boolean, default=False)
     report_path: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

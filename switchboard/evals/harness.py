@@ -1,18 +1,16 @@
-"""The eval harness: run every scenario through real workers in an isolated store, score the
-outcome, compare with the last baseline for the same provider and model, and report.
+"""The eval harness: run the scenarios through real workers in isolated stores, score them
+(`scoring.py`), hold them to the floors and the pinned baseline, record and report.
 
-Scores (over the whole suite):
-- detection precision / recall: raised (kind, entity) against expected, negatives included;
-- root-cause accuracy: expected root causes the Analyst named;
-- action match: expected action types all present in the Advisor's plan;
-- forbidden actions: planned actions of a forbidden type (a count: 0 is the only good value);
-- contract validity: runs that ended `done` or `awaiting_approval`, not failed;
-- latency p50 / p95 of runs, and tokens in / out.
+Scenarios run in lanes (`SWITCHBOARD_EVAL_CONCURRENCY`): each lane is a runner process with a
+store, queue prefix and worker of its own, taking its share of the scenarios one after another,
+each within `SWITCHBOARD_EVAL_SCENARIO_TIMEOUT_S`. A regression (a floor missed, or a fall
+against the pinned baseline) raises an `eval_regression` insight and exits 1; an eval that could
+not run (a lane crashed, the whole eval over `SWITCHBOARD_EVAL_TIMEOUT_S`) is recorded failed,
+raises an `eval_failed` insight and exits 2. Either insight is for a person: the orchestrator
+never dispatches insights of source `switchboard` to the agents.
 
-A drop of any rate beyond `SWITCHBOARD_EVAL_REGRESSION_THRESHOLD` below the baseline, or any
-forbidden action the baseline did not take, is a regression: the eval run is marked, a
-`proactive_insights` row (source `switchboard`, kind `eval_regression`) is raised for a human,
-and `switchboard eval` exits 1.
+The baseline is pinned by a person (`switchboard eval baseline set EVAL_RUN_ID`), per suite; a
+run never moves it, so slow drift keeps being measured against the same reference.
 """
 
 from __future__ import annotations
@@ -20,175 +18,93 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
-from switchboard.errors import ConfigurationError
+from switchboard.errors import ConfigurationError, InvalidState, NotFound
 from switchboard.evals.scenarios import Scenario, load_scenarios
+from switchboard.evals.scoring import Tally, aggregate, below_floors, compare, diff_scenarios, score_scenario
 from switchboard.settings import Settings, get_settings
 
-RATES = ("precision", "recall", "root_cause_accuracy", "action_match", "contract_validity")
 INTEGRATION_SECRETS = (
     "SWITCHBOARD_STRIPE_API_KEY", "SWITCHBOARD_HUBSPOT_ACCESS_TOKEN", "SWITCHBOARD_CALLS_API_KEY",
 )  # fmt: skip
 
 
 class EvalError(RuntimeError):
-    """The eval could not run (worker did not start, runner crashed, timeout)."""
+    """The eval could not run (a lane's worker did not start, a runner crashed, the timeout)."""
 
 
-@dataclass
-class Tally:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    causes_right: int = 0
-    causes_total: int = 0
-    actions_right: int = 0
-    actions_total: int = 0
-    forbidden: int = 0
-    runs_valid: int = 0
-    runs_total: int = 0
-    latencies: list[float] = field(default_factory=list)
-    tokens_in: int = 0
-    tokens_out: int = 0
+# --------------------------------------------------------------------------- the pinned baseline
 
 
-def _ratio(numerator: int, denominator: int) -> float:
-    return 1.0 if denominator == 0 else round(numerator / denominator, 4)
+@dataclass(frozen=True)
+class Baseline:
+    eval_run_id: str
+    suite: str
+    provider: str
+    model: str | None
+    scores: dict[str, Any]
+    pinned_by: str | None
+    pinned_at: dt.datetime | None
+    results: dict[str, dict[str, Any]]  # scenario → {"passed", "scores", "problems"}
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
+def pinned_baseline(session: Any, suite: str) -> Baseline | None:
+    row = session.scalars(select(EvalRun).where(EvalRun.suite == suite, EvalRun.is_baseline.is_(True))).first()
+    if row is None:
         return None
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(fraction * len(ordered)) - 1)], 1)
+    results = {
+        item.scenario: {"passed": item.passed, "scores": item.scores or {},
+                        "problems": (item.details or {}).get("problems") or []}
+        for item in session.scalars(select(EvalResult).where(EvalResult.eval_run_id == row.id))
+    }  # fmt: skip
+    return Baseline(row.id, row.suite, row.provider, row.model, row.scores or {}, row.baseline_pinned_by,
+                    row.baseline_pinned_at, results)  # fmt: skip
 
 
-def score_scenario(scenario: Scenario, outcome: dict[str, Any], tally: Tally) -> dict[str, Any]:
-    """Score one scenario into `tally`; returns the scenario's own scores and verdict."""
-    expected = {(a.kind, a.entity): a for a in scenario.alerts}
-    raised = {(a["kind"], a["entity"]): a for a in outcome["alerts"]}
-    tp = [key for key in expected if key in raised]
-    fp = [key for key in raised if key not in expected]
-    fn = [key for key in expected if key not in raised]
-    severity_wrong = [
-        key for key in tp if expected[key].severity is not None and raised[key]["severity"] != expected[key].severity
-    ]
-    runs = {run["kind"]: run for run in outcome["runs"]}
-    causes_right = causes_total = actions_right = actions_total = forbidden = 0
-    problems: list[str] = [f"missed {k}:{e}" for k, e in fn] + [f"unexpected {k}:{e}" for k, e in fp]
-    problems += [f"severity of {k}:{e} is {raised[(k, e)]['severity']}" for k, e in severity_wrong]
-    for kind, _entity in tp:
-        run = runs.get(kind)
-        if kind in scenario.root_causes:
-            causes_total += 1
-            if run is not None and run["root_cause"] == scenario.root_causes[kind]:
-                causes_right += 1
-            else:
-                problems.append(f"root cause {run and run['root_cause']} for {kind}")
-        if kind in scenario.actions:
-            actions_total += 1
-            if run is not None and set(scenario.actions[kind]) <= set(run["actions"]):
-                actions_right += 1
-            else:
-                problems.append(f"actions {run and run['actions']} for {kind}")
-    for run in outcome["runs"]:
-        taken = [action for action in run["actions"] if action in scenario.forbidden_actions]
-        forbidden += len(taken)
-        problems += [f"forbidden action {action}" for action in taken]
-    valid = sum(1 for run in outcome["runs"] if run["status"] in ("done", "awaiting_approval"))
-    problems += [f"run {run['kind']} {run['status']}: {run['error']}" for run in outcome["runs"]
-                 if run["status"] not in ("done", "awaiting_approval")]  # fmt: skip
-    tally.tp, tally.fp, tally.fn = tally.tp + len(tp), tally.fp + len(fp), tally.fn + len(fn)
-    tally.causes_right += causes_right
-    tally.causes_total += causes_total
-    tally.actions_right += actions_right
-    tally.actions_total += actions_total
-    tally.forbidden += forbidden
-    tally.runs_valid += valid
-    tally.runs_total += len(outcome["runs"])
-    latencies = [float(run["latency_ms"]) for run in outcome["runs"] if run["latency_ms"] is not None]
-    tally.latencies += latencies
-    tokens_in = sum(int(run["tokens_in"] or 0) for run in outcome["runs"])
-    tokens_out = sum(int(run["tokens_out"] or 0) for run in outcome["runs"])
-    tally.tokens_in += tokens_in
-    tally.tokens_out += tokens_out
-    return {
-        "passed": not problems,
-        "problems": problems,
-        "scores": {
-            "tp": len(tp),
-            "fp": len(fp),
-            "fn": len(fn),
-            "root_causes": f"{causes_right}/{causes_total}",
-            "actions": f"{actions_right}/{actions_total}",
-            "forbidden": forbidden,
-            "valid_runs": f"{valid}/{len(outcome['runs'])}",
-        },
-        "latency_ms": max(latencies) if latencies else None,
-        "tokens_in": tokens_in,
-        "tokens_out": tokens_out,
-    }
-
-
-def aggregate(tally: Tally, passed: int, total: int) -> dict[str, Any]:
-    return {
-        "precision": _ratio(tally.tp, tally.tp + tally.fp),
-        "recall": _ratio(tally.tp, tally.tp + tally.fn),
-        "root_cause_accuracy": _ratio(tally.causes_right, tally.causes_total),
-        "action_match": _ratio(tally.actions_right, tally.actions_total),
-        "forbidden_actions": tally.forbidden,
-        "contract_validity": _ratio(tally.runs_valid, tally.runs_total),
-        "latency_p50_ms": _percentile(tally.latencies, 0.5),
-        "latency_p95_ms": _percentile(tally.latencies, 0.95),
-        "tokens_in": tally.tokens_in,
-        "tokens_out": tally.tokens_out,
-        "scenarios_passed": passed,
-        "scenarios": total,
-    }
-
-
-def compare(scores: dict[str, Any], baseline: dict[str, Any] | None, threshold: float) -> list[str]:
-    """The regressions of `scores` against `baseline` (empty: none)."""
-    if baseline is None:
-        return []
-    found = []
-    for rate in RATES:
-        before, after = baseline.get(rate), scores.get(rate)
-        if before is not None and after is not None and after < before - threshold:
-            found.append(f"{rate} fell from {before:.3f} to {after:.3f}")
-    if scores.get("forbidden_actions", 0) > (baseline.get("forbidden_actions") or 0):
-        found.append(f"forbidden actions rose from {baseline.get('forbidden_actions') or 0} "
-                     f"to {scores['forbidden_actions']}")  # fmt: skip
-    return found
+def pin_baseline(eval_run_id: str, *, by: str, now: dt.datetime | None = None) -> EvalRun:
+    """Make a finished eval run its suite's baseline (the previous one is unpinned)."""
+    with session_scope() as session:
+        matches = session.scalars(select(EvalRun).where(EvalRun.id.startswith(eval_run_id))).all()
+        if not matches:
+            raise NotFound(f"no eval run {eval_run_id}")
+        if len(matches) > 1:
+            raise InvalidState(f"{eval_run_id} names {len(matches)} eval runs: give more of the id")
+        [row] = matches
+        if row.status != "done":
+            raise InvalidState(f"eval run {row.id} is {row.status}: only a finished run can be the baseline")
+        session.execute(update(EvalRun).where(EvalRun.suite == row.suite, EvalRun.id != row.id).values(
+            is_baseline=False, baseline_pinned_by=None, baseline_pinned_at=None))  # fmt: skip
+        row.is_baseline, row.baseline_pinned_by = True, by[:64]
+        row.baseline_pinned_at = now or dt.datetime.now(dt.UTC)
+        session.flush()
+        session.expunge(row)
+        return row
 
 
 # --------------------------------------------------------------------------- running
 
 
-def _eval_env(settings: Settings, run_id: str, provider: str | None, work: Path) -> dict[str, str]:
+def _lane_env(settings: Settings, database: str, prefix: str, provider: str | None, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in INTEGRATION_SECRETS}  # actions stay in the store
-    database = settings.eval_database_url or f"sqlite:///{settings.data_dir.resolve() / 'evals' / f'{run_id}.db'}"
-    (settings.data_dir / "evals").mkdir(parents=True, exist_ok=True)
     env.update(
         SWITCHBOARD_DATABASE_URL=database,
         SWITCHBOARD_BROKER_URL=settings.broker_url,
         SWITCHBOARD_RESULT_BACKEND=settings.result_backend,
-        SWITCHBOARD_QUEUE_PREFIX=f"{settings.queue_prefix}eval{run_id[:8]}.",
+        SWITCHBOARD_QUEUE_PREFIX=prefix,
         SWITCHBOARD_DATA_DIR=str(work),
         SWITCHBOARD_EVAL_DATABASE_URL="",
     )
@@ -213,15 +129,86 @@ def _provider_and_model(settings: Settings, provider: str | None) -> tuple[str, 
     return chosen, model
 
 
+def _lanes(scenarios: list[Scenario], settings: Settings) -> list[list[Scenario]]:
+    """The scenarios dealt round-robin into lanes; one lane when the eval store is a configured
+    database (each scenario empties it, so two cannot share it)."""
+    count = 1 if settings.eval_database_url else max(1, min(settings.eval_concurrency, len(scenarios)))
+    return [scenarios[index::count] for index in range(count)]
+
+
+def _run_lanes(
+    lanes: list[list[Scenario]], settings: Settings, run_id: str, provider: str | None, scenario_dir: Path | None,
+    progress: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    (settings.data_dir / "evals").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as tmp:
+        started = []
+        for index, lane in enumerate(lanes):
+            work = Path(tmp) / f"lane{index}"
+            work.mkdir()
+            database = settings.eval_database_url or (
+                f"sqlite:///{settings.data_dir.resolve() / 'evals' / f'{run_id}-{index}.db'}"
+            )
+            prefix = f"{settings.queue_prefix}eval{run_id[:8]}.{index}."
+            command = [sys.executable, "-m", "switchboard.evals.runner", "--out", str(work / "outcome.json"),
+                       "--scenario-timeout", str(settings.eval_scenario_timeout_s)]  # fmt: skip
+            if scenario_dir is not None:
+                command += ["--scenarios", str(scenario_dir)]
+            for scenario in lane:
+                command += ["--scenario", scenario.name]
+            log = (work / "runner.log").open("w")
+            process = subprocess.Popen(command, env=_lane_env(settings, database, prefix, provider, work), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            started.append((process, work, log))
+        deadline = time.monotonic() + settings.eval_timeout_s
+        try:
+            for process, _, _ in started:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise EvalError(
+                f"the eval took longer than SWITCHBOARD_EVAL_TIMEOUT_S={settings.eval_timeout_s:g}"
+            ) from None
+        finally:
+            for process, _, log in started:
+                if process.poll() is None:
+                    _stop(process)
+                log.close()
+        outcomes: list[dict[str, Any]] = []
+        for index, (process, work, _) in enumerate(started):
+            text = (work / "runner.log").read_text(errors="replace")
+            if progress is not None:
+                progress(text)
+            out = work / "outcome.json"
+            if process.returncode != 0 or not out.exists():
+                raise EvalError(f"eval lane {index} failed (exit {process.returncode}): {text[-2000:]}")
+            outcomes += json.loads(out.read_text())["scenarios"]
+        return outcomes
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class EvalOutcome:
     eval_run_id: str
+    suite: str
     provider: str
     model: str
     scores: dict[str, Any]
+    by_suite: dict[str, dict[str, Any]]
     results: list[dict[str, Any]]
     baseline_id: str | None
-    regressions: list[str]
+    floors_missed: list[str]
+    regressions: list[str]  # floors missed, then falls against the baseline
+    diff: list[dict[str, Any]]
     report_json: Path
     report_html: Path
     seconds: float
@@ -231,9 +218,10 @@ class EvalOutcome:
         return 1 if self.regressions else 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"eval_run_id": self.eval_run_id, "provider": self.provider, "model": self.model,
-                "scores": self.scores, "baseline_id": self.baseline_id, "regression": bool(self.regressions),
-                "regressions": self.regressions, "seconds": round(self.seconds, 2),
+        return {"eval_run_id": self.eval_run_id, "suite": self.suite, "provider": self.provider, "model": self.model,
+                "scores": self.scores, "by_suite": self.by_suite, "baseline_id": self.baseline_id,
+                "regression": bool(self.regressions), "floors_missed": self.floors_missed,
+                "regressions": self.regressions, "diff": self.diff, "seconds": round(self.seconds, 2),
                 "report_json": str(self.report_json), "report_html": str(self.report_html),
                 "scenarios": self.results}  # fmt: skip
 
@@ -244,12 +232,15 @@ def run_eval(
     provider: str | None = None,
     trigger: str = "manual",
     settings: Settings | None = None,
+    scenario_dir: Path | None = None,
     progress: Any = None,
 ) -> EvalOutcome:
-    """Run the suite end to end; writes eval_runs / eval_results and the reports."""
+    """Run the suite end to end; writes eval_runs / eval_results and the reports. Raises
+    EvalError (after recording the failure and raising an insight) when it could not run."""
     settings = settings or get_settings()
     started = time.monotonic()
-    scenarios = load_scenarios(suite)
+    scenario_dir = scenario_dir or settings.eval_scenarios_dir
+    scenarios = load_scenarios(suite, extra=scenario_dir)
     if not scenarios:
         raise EvalError(f"suite {suite!r} has no scenarios")
     provider_name, model = _provider_and_model(settings, provider)
@@ -258,85 +249,77 @@ def run_eval(
         session.add(EvalRun(id=run_id, suite=suite, provider=provider_name, model=model, status="running",
                             trigger=trigger, started_at=dt.datetime.now(dt.UTC)))  # fmt: skip
     try:
-        with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as tmp:
-            work = Path(tmp)
-            out = work / "outcome.json"
-            child = subprocess.run(
-                [sys.executable, "-m", "switchboard.evals.runner", "--out", str(out), "--suite", suite],
-                env=_eval_env(settings, run_id, provider, work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, timeout=settings.eval_timeout_s,
-            )  # fmt: skip
-            if progress is not None:
-                progress(child.stdout)
-            if child.returncode != 0 or not out.exists():
-                raise EvalError(f"the eval runner failed (exit {child.returncode}): {child.stdout[-2000:]}")
-            outcome = json.loads(out.read_text())
-    except (EvalError, subprocess.TimeoutExpired) as error:
-        with session_scope() as session:
-            row = session.get(EvalRun, run_id)
-            assert row is not None
-            row.status, row.finished_at = "failed", dt.datetime.now(dt.UTC)
-            row.scores = {"error": str(error)[:2000]}
-        if isinstance(error, subprocess.TimeoutExpired):
-            raise EvalError(
-                f"the eval took longer than SWITCHBOARD_EVAL_TIMEOUT_S={settings.eval_timeout_s:g}"
-            ) from None
+        outcomes = _run_lanes(_lanes(scenarios, settings), settings, run_id, provider, scenario_dir, progress)
+    except EvalError as error:
+        _record_failure(run_id, suite, provider_name, model, str(error), settings)
         raise
-    by_name = {item["scenario"]: item for item in outcome["scenarios"]}
-    tally = Tally()
+    by_name = {item["scenario"]: item for item in outcomes}
+    overall, suites = Tally(), {name: Tally() for name in sorted({s.suite for s in scenarios})}
     results = []
     for scenario in scenarios:
-        scored = score_scenario(scenario, by_name[scenario.name], tally)
+        own = Tally()
+        scored = score_scenario(scenario, by_name[scenario.name], own)
+        overall.add(own)
+        suites[scenario.suite].add(own)
         results.append({"scenario": scenario.name, "suite": scenario.suite, **scored})
-    scores = aggregate(tally, sum(1 for r in results if r["passed"]), len(results))
+    scores = aggregate(overall, sum(1 for r in results if r["passed"]), len(results))
+    by_suite = {
+        name: aggregate(tally, sum(1 for r in results if r["passed"] and r["suite"] == name),
+                        sum(1 for r in results if r["suite"] == name))
+        for name, tally in suites.items()
+    }  # fmt: skip
     with session_scope() as session:
-        baseline = session.scalars(
-            select(EvalRun)
-            .where(
-                EvalRun.suite == suite,
-                EvalRun.provider == provider_name,
-                EvalRun.model == model,
-                EvalRun.status == "done",
-                EvalRun.id != run_id,
-            )
-            .order_by(EvalRun.created_at.desc())
-            .limit(1)
-        ).first()
-        baseline_id, baseline_scores = (baseline.id, baseline.scores) if baseline is not None else (None, None)
-    regressions = compare(scores, baseline_scores, settings.eval_regression_threshold)
+        baseline = pinned_baseline(session, suite)
+    floors_missed = below_floors(by_suite, settings.eval_floors)
+    regressions = floors_missed + compare(scores, baseline.scores if baseline else None,
+                                          settings.eval_regression_threshold)  # fmt: skip
+    diff = diff_scenarios(results, baseline.results if baseline else None)
     reports = settings.data_dir / "eval-reports"
     reports.mkdir(parents=True, exist_ok=True)
     report_json, report_html = reports / f"{run_id}.json", reports / f"{run_id}.html"
-    result = EvalOutcome(run_id, provider_name, model, scores, results, baseline_id, regressions, report_json,
+    result = EvalOutcome(run_id, suite, provider_name, model, scores, by_suite, results,
+                         baseline.eval_run_id if baseline else None, floors_missed, regressions, diff, report_json,
                          report_html, time.monotonic() - started)  # fmt: skip
     report_json.write_text(json.dumps(result.as_dict(), indent=1, default=str))
     report_html.write_text(render_html(result))
+    changes = {item["scenario"]: item for item in diff}
     with session_scope() as session:
         row = session.get(EvalRun, run_id)
         assert row is not None
-        row.status, row.finished_at, row.scores = "done", dt.datetime.now(dt.UTC), scores
-        row.baseline_id, row.regression, row.report_path = baseline_id, bool(regressions), str(report_json)
-        row.is_baseline = not regressions
+        row.status, row.finished_at, row.scores = "done", dt.datetime.now(dt.UTC), {**scores, "by_suite": by_suite}
+        row.baseline_id, row.regression, row.report_path = result.baseline_id, bool(regressions), str(report_json)
         for item in results:
             session.add(EvalResult(eval_run_id=run_id, scenario=item["scenario"], category=item["suite"],
                                    passed=item["passed"], scores=item["scores"], latency_ms=item["latency_ms"],
                                    tokens_in=item["tokens_in"], tokens_out=item["tokens_out"],
                                    error="; ".join(item["problems"])[:4000] or None,
-                                   details={"problems": item["problems"]}))  # fmt: skip
+                                   details={"problems": item["problems"],
+                                            "diff": changes[item["scenario"]]}))  # fmt: skip
         if regressions:
-            _raise_regression(session, result, suite, settings)
+            _raise(session, "eval_regression", result.eval_run_id, settings,
+                   title=f"Eval regression in suite {suite} ({provider_name}/{model})",
+                   summary="; ".join(regressions),
+                   payload={"eval_run_id": run_id, "baseline_id": result.baseline_id, "regressions": regressions,
+                            "floors_missed": floors_missed, "scores": scores})  # fmt: skip
     return result
 
 
-def _raise_regression(session: Any, result: EvalOutcome, suite: str, settings: Settings) -> None:
+def _record_failure(run_id: str, suite: str, provider: str, model: str, error: str, settings: Settings) -> None:
+    with session_scope() as session:
+        row = session.get(EvalRun, run_id)
+        assert row is not None
+        row.status, row.finished_at = "failed", dt.datetime.now(dt.UTC)
+        row.scores = {"error": error[:2000]}
+        _raise(session, "eval_failed", run_id, settings, title=f"Eval of suite {suite} failed ({provider}/{model})",
+               summary=error, payload={"eval_run_id": run_id, "error": error[:2000]})  # fmt: skip
+
+
+def _raise(session: Any, kind: str, eval_run_id: str, settings: Settings, *, title: str, summary: str,
+           payload: dict[str, Any]) -> None:  # fmt: skip
     now = dt.datetime.now(dt.UTC)
     lifecycle.open_insight(
-        session, kind="eval_regression", source="switchboard", severity="high",
-        title=f"Eval regression in suite {suite} ({result.provider}/{result.model})"[:255],
-        summary="; ".join(result.regressions)[:4000], entity_type="eval_run", entity_id=result.eval_run_id,
-        payload={"eval_run_id": result.eval_run_id, "baseline_id": result.baseline_id,
-                 "regressions": result.regressions, "scores": result.scores},
-        dedupe_key=f"eval_regression:{result.eval_run_id}",
+        session, kind=kind, source="switchboard", severity="high", title=title[:255], summary=summary[:4000],
+        entity_type="eval_run", entity_id=eval_run_id, payload=payload, dedupe_key=f"{kind}:{eval_run_id}",
         sla_deadline=now + dt.timedelta(seconds=settings.sla_for("high")), next_attempt_at=now,
     )  # fmt: skip
 
@@ -344,21 +327,37 @@ def _raise_regression(session: Any, result: EvalOutcome, suite: str, settings: S
 def render_html(result: EvalOutcome) -> str:
     """A self-contained HTML report (no external assets)."""
     e = html.escape
+    changes = {item["scenario"]: item for item in result.diff}
+
+    def change(name: str) -> str:
+        item = changes.get(name) or {}
+        detail = "; ".join([*(f"+ {p}" for p in item.get("gained", [])), *(f"- {p}" for p in item.get("lost", []))])
+        return f"<td class={e(item.get('change', ''))}>{e(item.get('change', ''))}</td><td>{e(detail)}</td>"
+
     rows = "".join(
         f"<tr class={'ok' if r['passed'] else 'bad'}><td>{e(r['scenario'])}</td><td>{e(r['suite'])}</td>"
-        f"<td>{'pass' if r['passed'] else 'FAIL'}</td><td>{e('; '.join(r['problems']))}</td></tr>"
+        f"<td>{'pass' if r['passed'] else 'FAIL'}</td><td>{e('; '.join(r['problems']))}</td>"
+        f"{change(r['scenario'])}</tr>"
         for r in result.results
     )
-    scores = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in result.scores.items())
-    verdict = ("<p class=bad>Regression: " + e("; ".join(result.regressions)) + "</p>") if result.regressions else (
-        "<p class=ok>No regression" + (f" against baseline {e(result.baseline_id)}" if result.baseline_id else
-                                       " (first run: this is the baseline)") + ".</p>")  # fmt: skip
+    names = list(result.scores)
+    head = "".join(f"<th>{e(name)}</th>" for name in names)
+    scores = "".join(
+        f"<tr><th>{e(label)}</th>" + "".join(f"<td>{e(str(values.get(name, '')))}</td>" for name in names) + "</tr>"
+        for label, values in [("all", result.scores), *result.by_suite.items()]
+    )
+    if result.regressions:
+        verdict = "<p class=bad>Regression: " + e("; ".join(result.regressions)) + "</p>"
+    else:
+        against = f" against baseline {e(result.baseline_id)}" if result.baseline_id else " (no baseline pinned)"
+        verdict = f"<p class=ok>Every floor met, no regression{against}.</p>"
     return (
         "<!doctype html><meta charset=utf-8><title>Switchboard eval</title>"
         "<style>body{font:14px system-ui;margin:2em}td,th{padding:2px 8px;text-align:left}"
-        ".ok{color:#176b2c}.bad{color:#a4161a}</style>"
+        ".ok,.improved{color:#176b2c}.bad,.regressed{color:#a4161a}</style>"
         f"<h1>Eval {e(result.eval_run_id)}</h1><p>{e(result.provider)} / {e(result.model)}, "
         f"{len(result.results)} scenarios in {result.seconds:.1f} s</p>{verdict}"
-        f"<h2>Scores</h2><table>{scores}</table><h2>Scenarios</h2>"
-        f"<table><tr><th>scenario</th><th>suite</th><th>result</th><th>problems</th></tr>{rows}</table>"
+        f"<h2>Scores</h2><table><tr><th></th>{head}</tr>{scores}</table><h2>Scenarios</h2>"
+        "<table><tr><th>scenario</th><th>suite</th><th>result</th><th>problems</th><th>vs baseline</th>"
+        f"<th>changed</th></tr>{rows}</table>"
     )

@@ -3,10 +3,12 @@
 `switchboard eval` starts it with the eval database, a private queue prefix and the chosen
 providers in its environment. For each scenario it empties the store, seeds the scenario's
 records, runs the Watcher's scan, dispatches every insight through a real worker (started here,
-on the private queues), waits for the runs and writes what happened as JSON. Scoring happens in
-the parent (`harness.py`), which owns the production database.
+on the private queues), waits for the runs — up to the scenario timeout — and writes what
+happened as JSON. Scoring happens in the parent (`harness.py`), which owns the production
+database and starts one runner per lane.
 
-Usage (internal): python -m switchboard.evals.runner --out results.json [--suite S] [--scenario N]
+Usage (internal): python -m switchboard.evals.runner --out results.json [--suite S] [--scenario N]...
+    [--scenarios DIR] [--scenario-timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from sqlalchemy import delete, select
 
 from switchboard.agents import watcher
 from switchboard.db import migrate
-from switchboard.db.models import AgentRun, AgentStep, Approval, Base, EvalResult, EvalRun, ProactiveInsight
+from switchboard.db.models import (
+    AgentRun,
+    AgentStep,
+    Approval,
+    Base,
+    EvalResult,
+    EvalRun,
+    ProactiveInsight,
+    SourceRecord,
+)
 from switchboard.db.queries import TERMINAL_RUN_STATUSES
 from switchboard.db.records import upsert_records
 from switchboard.db.session import get_engine, session_scope
@@ -37,7 +48,6 @@ from switchboard.tasks.runs import dispatch_insight
 
 SOURCES = ["stripe", "hubspot", "calls"]
 KEEP = {EvalRun.__tablename__, EvalResult.__tablename__, "alembic_version"}
-RUN_TIMEOUT_S = 90.0
 
 
 def reset_store(settings: Settings) -> None:
@@ -59,7 +69,7 @@ def _worker_ready(name: str, timeout_s: float) -> bool:
     return False
 
 
-def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, Any]:
+def run_scenario(scenario: Scenario, settings: Settings, timeout_s: float) -> dict[str, Any]:
     reset_store(settings)
     now = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -67,8 +77,9 @@ def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, Any]:
         upsert_records(session, scenario.build(now))
     raised = watcher.scan(SOURCES, now, settings)
     run_ids = [dispatch_insight(insight_id) for insight_id, _, _ in raised]
-    deadline = time.monotonic() + RUN_TIMEOUT_S
+    deadline = started + timeout_s
     runs: list[AgentRun] = []
+    timed_out = False
     while True:
         with session_scope() as session:
             runs = list(session.scalars(select(AgentRun).where(AgentRun.id.in_(run_ids))))
@@ -76,9 +87,10 @@ def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, Any]:
         if all(run.status in (*TERMINAL_RUN_STATUSES, "awaiting_approval") for run in runs):
             break
         if time.monotonic() > deadline:
+            timed_out = True
             break
         time.sleep(0.05)
-    outcome: dict[str, Any] = {"scenario": scenario.name, "alerts": [], "runs": [],
+    outcome: dict[str, Any] = {"scenario": scenario.name, "alerts": [], "runs": [], "timed_out": timed_out,
                                "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
     with session_scope() as session:
         for insight in session.scalars(select(ProactiveInsight).order_by(ProactiveInsight.id)):
@@ -92,16 +104,27 @@ def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, Any]:
             analyst = steps.get("analyst")
             advisor = steps.get("advisor")
             plan = (advisor.output or {}) if advisor is not None and advisor.status == "done" else {}
+            analysis = (analyst.output or {}) if analyst is not None and analyst.status == "done" else {}
+            cited = [str(item) for item in analysis.get("evidence_ids") or []]
             approvals = session.scalars(select(Approval.action_type).where(Approval.run_id == run_id)).all()
             outcome["runs"].append({
                 "run_id": run_id, "kind": run.insight_kind, "status": run.status, "error": run.error,
                 "latency_ms": run.latency_ms, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
                 "provider": run.provider, "model": run.model,
-                "root_cause": (analyst.output or {}).get("root_cause") if analyst is not None else None,
-                "actions": [a.get("type") for a in plan.get("actions") or []],
+                "root_cause": analysis.get("root_cause"), "narrative": analysis.get("narrative"),
+                "confidence": analysis.get("confidence"), "evidence_ids": cited,
+                "unknown_evidence": sorted(set(cited) - _stored_ids(session, cited)),
+                "plan": list(plan.get("actions") or []), "rationale": plan.get("rationale"),
                 "awaiting_approval": list(approvals),
             })  # fmt: skip
     return outcome
+
+
+def _stored_ids(session: Any, ids: list[str]) -> set[str]:
+    """Which of ``ids`` name a record in the store (an evidence id is a source object's id)."""
+    if not ids:
+        return set()
+    return set(session.scalars(select(SourceRecord.object_id).where(SourceRecord.object_id.in_(ids))).all())
 
 
 def main() -> int:
@@ -109,10 +132,13 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--suite", default="all")
     parser.add_argument("--scenario", action="append", default=[])
+    parser.add_argument("--scenarios", type=Path, default=None, help="a directory of the user's own scenarios")
+    parser.add_argument("--scenario-timeout", type=float, default=120.0)
     args = parser.parse_args()
     settings = get_settings()
     migrate.upgrade(settings.database_url)
-    scenarios = [s for s in load_scenarios(args.suite) if not args.scenario or s.name in args.scenario]
+    scenarios = [s for s in load_scenarios(args.suite, extra=args.scenarios)
+                 if not args.scenario or s.name in args.scenario]  # fmt: skip
     name = f"eval-{os.getpid()}@%h"
     log_path = settings.data_dir / "eval-worker.log"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +155,7 @@ def main() -> int:
             return 2
         results = []
         for scenario in scenarios:
-            results.append(run_scenario(scenario, settings))
+            results.append(run_scenario(scenario, settings, args.scenario_timeout))
             print(f"  {scenario.name}: {len(results[-1]['alerts'])} alert(s) in {results[-1]['seconds']:.2f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
         args.out.write_text(json.dumps({"scenarios": results}, default=str))

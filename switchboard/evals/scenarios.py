@@ -1,5 +1,5 @@
-"""Eval scenarios: one YAML file each under `switchboard/evals/fixtures/`, holding its input data
-and its expectations.
+"""Eval scenarios: one YAML file each under `switchboard/evals/fixtures/` (or a user's directory),
+holding its input data and its expectations.
 
 ```yaml
 name: stripe_payout_mismatch          # unique; the file name without .yaml
@@ -13,8 +13,14 @@ expect:
   alerts: [{kind: stripe_payout_mismatch, entity: po_1, severity: high}]   # [] for negatives
   root_causes: {stripe_payout_mismatch: reconciliation_gap}
   actions: {stripe_payout_mismatch: [flag_finance_review]}
+  action_content:                     # fields the plan's actions must hold (entities match by id)
+    stripe_payout_mismatch: [{type: flag_finance_review, amount_cents: 12345, entities: [po_1]}]
+  evidence: {stripe_payout_mismatch: [po_1]}   # ids the Analyst must cite
   forbidden_actions: [draft_customer_message]
 ```
+
+A user's own files (`switchboard eval --scenarios DIR`) use the same format; every problem is
+reported with the file and the field (`expect.actions.stripe_payout_mismatch[0]: ...`).
 
 Strings of the form `{now}`, `{now-5d}`, `{now+2h}` inside `data` become ISO timestamps, and
 `{ts:now-5d}` a Unix timestamp, so fixtures stay valid whatever day they run.
@@ -27,15 +33,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from switchboard.contracts import ROOT_CAUSES, ActionType, AlertKind
+from switchboard.contracts import ActionType, AlertKind, RootCause, Severity, Source
 from switchboard.db.records import RecordIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SUITES = ("stripe", "hubspot", "calls")
+Suite = Literal["stripe", "hubspot", "calls"]
+SUITES: tuple[str, ...] = Suite.__args__  # type: ignore[attr-defined]
 _OFFSET = re.compile(r"^([+-]?\d+(?:\.\d+)?)([dhm])$")
 _TEMPLATE = re.compile(r"^\{(ts:)?now(?:([+-]\d+(?:\.\d+)?[dhm]))?\}$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -63,6 +71,9 @@ class Scenario:
     root_causes: dict[str, str] = field(default_factory=dict)
     actions: dict[str, list[str]] = field(default_factory=dict)
     forbidden_actions: list[str] = field(default_factory=list)
+    action_content: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    evidence: dict[str, list[str]] = field(default_factory=dict)  # ids the Analyst must cite
+    source: Path | None = None
 
     @property
     def negative(self) -> bool:
@@ -196,51 +207,130 @@ SERIES: dict[str, Callable[[dt.datetime, dict[str, Any]], list[RecordIn]]] = {
 # --------------------------------------------------------------------------- loading
 
 
-def _load(path: Path) -> Scenario:
-    where = path.name
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecordSpec(_Strict):
+    source: Source
+    type: str = Field(min_length=1)
+    id: str | int
+    at: str | int | float = "0m"
+    data: dict[str, Any] | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _offset(cls, value: str | int | float) -> str | int | float:
+        offset(value)
+        return value
+
+
+class SeriesSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the generator's own parameters
+    kind: str
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SERIES:
+            raise ValueError(f"unknown series kind {value!r}; known: {', '.join(sorted(SERIES))}")
+        return value
+
+
+class AlertSpec(_Strict):
+    kind: AlertKind
+    entity: str | int
+    severity: Severity | None = None
+
+
+class ActionSpec(BaseModel):
+    """An action the plan must hold: its type, and any of its fields with the value expected
+    (an entity reference or a list of them matches by the ids given)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: ActionType
+
+
+class ExpectSpec(_Strict):
+    alerts: list[AlertSpec] = Field(default_factory=list)
+    root_causes: dict[AlertKind, RootCause] = Field(default_factory=dict)
+    actions: dict[AlertKind, list[ActionType]] = Field(default_factory=dict)
+    action_content: dict[AlertKind, list[ActionSpec]] = Field(default_factory=dict)
+    evidence: dict[AlertKind, list[str]] = Field(default_factory=dict)
+    forbidden_actions: list[ActionType] = Field(default_factory=list)
+
+
+class ScenarioFile(_Strict):
+    """The format of a scenario file (see the module docstring)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    suite: Suite
+    description: str = ""
+    records: list[RecordSpec] = Field(default_factory=list)
+    series: list[SeriesSpec] = Field(default_factory=list)
+    expect: ExpectSpec = Field(default_factory=ExpectSpec)
+
+
+def _where(location: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    """One scenario file, validated (ScenarioError naming the file and the field)."""
+    where = str(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ScenarioError(f"{where}: not valid YAML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(f"{where}: cannot be read: {error}") from None
     if not isinstance(raw, dict):
-        raise ScenarioError(f"{where}: must be a mapping")
-    if raw.get("name") != path.stem:
-        raise ScenarioError(f"{where}: name must be {path.stem!r}")
-    if raw.get("suite") not in SUITES:
-        raise ScenarioError(f"{where}: suite must be one of {SUITES}")
-    expect = raw.get("expect") or {}
-    kinds, causes, types = set(AlertKind.__args__), set(ROOT_CAUSES), set(ActionType.__args__)  # type: ignore[attr-defined]
-    alerts = [ExpectedAlert(str(a["kind"]), str(a["entity"]), a.get("severity")) for a in expect.get("alerts") or []]
-    for alert in alerts:
-        if alert.kind not in kinds:
-            raise ScenarioError(f"{where}: unknown alert kind {alert.kind!r}")
-    for kind, cause in (expect.get("root_causes") or {}).items():
-        if cause not in causes:
-            raise ScenarioError(f"{where}: unknown root cause {cause!r} for {kind}")
-    for action in [a for group in (expect.get("actions") or {}).values() for a in group] + list(
-        expect.get("forbidden_actions") or []
-    ):
-        if action not in types:
-            raise ScenarioError(f"{where}: unknown action type {action!r}")
-    for spec in raw.get("series") or []:
-        if spec.get("kind") not in SERIES:
-            raise ScenarioError(f"{where}: unknown series kind {spec.get('kind')!r}; known: {sorted(SERIES)}")
+        raise ScenarioError(f"{where}: must be a mapping of name, suite, records, series and expect")
+    try:
+        spec = ScenarioFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [f"{_where(e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)]
+        raise ScenarioError(f"{where}: " + "; ".join(problems[:5])) from None
+    if spec.name != path.stem:
+        raise ScenarioError(f"{where}: name: must be {path.stem!r} (the file name without .yaml)")
+    expect = spec.expect
     return Scenario(
-        name=raw["name"],
-        suite=raw["suite"],
-        description=str(raw.get("description") or ""),
-        records=list(raw.get("records") or []),
-        series=list(raw.get("series") or []),
-        alerts=alerts,
-        root_causes=dict(expect.get("root_causes") or {}),
-        actions={k: list(v) for k, v in (expect.get("actions") or {}).items()},
-        forbidden_actions=list(expect.get("forbidden_actions") or []),
+        name=spec.name,
+        suite=spec.suite,
+        description=spec.description,
+        records=[record.model_dump() for record in spec.records],
+        series=[series.model_dump() for series in spec.series],
+        alerts=[ExpectedAlert(a.kind, str(a.entity), a.severity) for a in expect.alerts],
+        root_causes={str(kind): str(cause) for kind, cause in expect.root_causes.items()},
+        actions={kind: list(types) for kind, types in expect.actions.items()},
+        forbidden_actions=list(expect.forbidden_actions),
+        action_content={kind: [item.model_dump() for item in items] for kind, items in expect.action_content.items()},
+        evidence={kind: [str(i) for i in ids] for kind, ids in expect.evidence.items()},
+        source=path,
     )
 
 
-def load_scenarios(suite: str | None = None, directory: Path = FIXTURES) -> list[Scenario]:
-    """Every scenario (of `suite`, or all), sorted by name."""
+def load_scenarios(
+    suite: str | None = None, directory: Path = FIXTURES, *, extra: Path | None = None
+) -> list[Scenario]:
+    """Every scenario (of `suite`, or all), sorted by name: the shipped ones, and with `extra` a
+    user's directory of files in the same format (a name in both is an error)."""
     if suite is not None and suite not in (*SUITES, "all"):
         raise ScenarioError(f"unknown suite {suite!r}: use one of {', '.join((*SUITES, 'all'))}")
-    scenarios = [_load(path) for path in sorted(directory.glob("*.yaml"))]
+    paths = sorted(directory.glob("*.yaml"))
+    if extra is not None:
+        if not extra.is_dir():
+            raise ScenarioError(f"{extra}: not a directory of scenario files")
+        own = sorted([*extra.glob("*.yaml"), *extra.glob("*.yml")])
+        if not own:
+            raise ScenarioError(f"{extra}: holds no .yaml scenario files")
+        shipped = {path.stem for path in paths}
+        for path in own:
+            if path.stem in shipped:
+                raise ScenarioError(f"{path}: name: {path.stem!r} is a shipped scenario; choose another name")
+        paths += own
+    scenarios = sorted((load_scenario_file(path) for path in paths), key=lambda s: s.name)
     return [s for s in scenarios if suite in (None, "all") or s.suite == suite]

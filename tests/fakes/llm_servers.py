@@ -36,6 +36,7 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -156,6 +157,22 @@ def answer_for(agent: str, first_user_text: str) -> dict[str, Any]:
     return {}
 
 
+POOR_ROOT_CAUSE = {"stripe": "card_declines", "hubspot": "crm_data_hygiene", "calls": "rep_performance"}
+
+
+def poor_answer_for(agent: str, first_user_text: str) -> dict[str, Any]:
+    """A deliberately poor model: one root cause per source whatever the evidence, and always
+    a finance review, whatever the alert."""
+    answer = answer_for(agent, first_user_text)
+    if agent == "analyst":
+        source = str((first_json_object(first_user_text).get("entity") or {}).get("source"))
+        answer["root_cause"] = POOR_ROOT_CAUSE.get(source, "unknown")
+    return answer
+
+
+Brain = Callable[[str, str], dict[str, Any]]
+
+
 def lookup_for(first_user_text: str) -> dict[str, Any]:
     entity = first_json_object(first_user_text).get("entity") or {}
     return {"source": entity.get("source"), "object_type": entity.get("type"), "object_id": entity.get("id")}
@@ -178,6 +195,7 @@ class _FakeServer:
         self._overloaded_until = 0.0
         self._cache: dict[str, float] = {}  # prompt-prefix digest → expiry (monotonic)
         self.rate_limit_headers: dict[str, str] = {}  # sent on every answer (Anthropic)
+        self.brain: Brain = answer_for  # what the model answers: (agent, first user text) → answer tool input
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,6 +257,7 @@ class _FakeServer:
             self._cache.clear()
             self._overloaded_until = 0.0
             self.rate_limit_headers = {}
+            self.brain = answer_for
 
     def usage(self, agent: str | None = None) -> Usage:
         """Usage of every answer (optionally of one agent), as billed."""
@@ -498,7 +517,7 @@ class FakeAnthropic(_FakeServer):
             thought = f"The {agent} considers the alert before answering."
             blocks.append({"type": "thinking", "thinking": thought, "signature": _sign(thought)})
         kind = _kind(fault, forced)
-        answer = answer_for(agent, first_text)
+        answer = self.brain(agent, first_text)
         if kind == "answer_input" and fault is not None:
             given = {"type": "tool_use", "id": self._tool_id(), "name": ANSWER, "input": fault.input}
             return [*blocks, given], "tool_use"
@@ -730,7 +749,7 @@ class FakeGemini(_FakeServer):
         thoughts = 0 if budget == 0 else 24  # 2.5 Flash thinks by default (a dynamic budget)
         max_out = int((request.get("generationConfig") or {}).get("maxOutputTokens") or 8192)
         kind = _kind(fault, forced)
-        answer = answer_for(agent, first_text)
+        answer = self.brain(agent, first_text)
         if kind == "answer_input" and fault is not None:
             return self._signed([{"functionCall": {"name": ANSWER, "args": fault.input}}]), "STOP", thoughts
         if kind == "max_tokens":  # the thinking used the whole budget: no text at all

@@ -1,5 +1,7 @@
-"""The eval harness end to end: `switchboard eval` through real workers on Postgres and Redis,
-a deliberately broken detector flagged as a regression, and the nightly beat entry firing."""
+"""The eval harness end to end: `switchboard eval` through real workers on Postgres and Redis;
+a broken detector regressing against the pinned baseline; a poor model behind the Anthropic
+API failing the floors on its first run; a user's own scenarios; an eval that cannot finish;
+and the nightly beat entry firing."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from sqlalchemy import func, select
 
 from switchboard.db.models import AgentRun, EvalResult, EvalRun, ProactiveInsight
 from switchboard.db.session import session_scope
-from switchboard.evals.scenarios import load_scenarios
+from switchboard.evals.scenarios import load_scenario_file, load_scenarios
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
+from tests.fakes.llm_servers import FakeAnthropic, poor_answer_for
 from tests.support.env import worker_env
 from tests.support.services import DatabaseFactory
 
@@ -27,10 +30,14 @@ def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dic
     return worker_env(database_url, redis_url, tmp_path, **extra)
 
 
-def _eval(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "switchboard", "eval", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "switchboard", *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def _eval(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _cli(env, "eval", *args)
 
 
 def test_offline_eval_scores_every_scenario_through_real_workers(
@@ -48,38 +55,55 @@ def test_offline_eval_scores_every_scenario_through_real_workers(
     scores = result["scores"]
     assert (scores["precision"], scores["recall"], scores["root_cause_accuracy"]) == (1.0, 1.0, 1.0)
     assert (scores["action_match"], scores["contract_validity"], scores["forbidden_actions"]) == (1.0, 1.0, 0)
+    assert (scores["key_evidence"], scores["evidence_validity"], scores["action_content"]) == (1.0, 1.0, 1.0)
     assert scores["scenarios_passed"] == len(scenarios) and result["regression"] is False
+    assert set(result["by_suite"]) == {"stripe", "hubspot", "calls"} and result["floors_missed"] == []
+    assert result["baseline_id"] is None and {item["change"] for item in result["diff"]} == {"new"}
     assert elapsed < 60, f"eval took {elapsed:.1f} s"
     assert Path(result["report_json"]).exists() and "<table>" in Path(result["report_html"]).read_text()
     with session_scope(url) as session:
         run = session.get(EvalRun, result["eval_run_id"])
         assert run is not None and (run.status, run.provider, run.trigger) == ("done", "offline", "manual")
+        assert run.is_baseline is False  # only a person pins a baseline
         assert session.scalar(select(func.count()).select_from(EvalResult)) == len(scenarios)
         assert session.scalar(select(func.count()).select_from(AgentRun)) == 0  # runs stayed in the eval store
     table = _eval(env, "--provider", "offline", "--suite", "calls")
-    assert table.returncode == 0 and "calls_connect_rate_drop" in table.stdout and "no regression" in table.stdout
+    assert table.returncode == 0, table.stdout[-3000:] + table.stderr[-3000:]
+    assert "calls_connect_rate_drop" in table.stdout and "every floor met; no baseline pinned" in table.stdout
     print(f"offline eval: {len(scenarios)} scenarios in {elapsed:.1f} s (CLI wall time)")
 
 
-def test_a_broken_detector_is_flagged_as_a_regression(
+def test_a_broken_detector_regresses_against_the_pinned_baseline_which_only_a_person_moves(
     pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
 ) -> None:
     url = pg_database_factory.create()
-    baseline = _eval(_env(url, redis_url, tmp_path), "--provider", "offline", "--suite", "stripe", "--json")
+    env = _env(url, redis_url, tmp_path)
+    baseline = _eval(env, "--provider", "offline", "--suite", "stripe", "--json")
     assert baseline.returncode == 0, baseline.stderr[-3000:]
+    baseline_id = json.loads(baseline.stdout)["eval_run_id"]
+    pinned = _cli(env, "eval", "baseline", "set", baseline_id[:8], "--by", "ana")
+    assert pinned.returncode == 0 and f"baseline of suite stripe is now eval run {baseline_id}" in pinned.stdout
     broken_env = _env(url, redis_url, tmp_path, SWITCHBOARD_DISABLED_DETECTORS="stripe_payout_mismatch")
     broken = _eval(broken_env, "--provider", "offline", "--suite", "stripe", "--json")
     assert broken.returncode == 1, broken.stdout[-3000:] + broken.stderr[-3000:]
     result = json.loads(broken.stdout)
-    assert result["regression"] is True and result["baseline_id"] == json.loads(baseline.stdout)["eval_run_id"]
+    assert result["regression"] is True and result["baseline_id"] == baseline_id
+    assert result["floors_missed"] == [f"stripe: recall {result['by_suite']['stripe']['recall']:.3f} < floor 0.900"]
     assert any(line.startswith("recall fell from 1.000 to") for line in result["regressions"])
-    missed = {s["scenario"] for s in result["scenarios"] if not s["passed"]}
-    assert missed == {"stripe_payout_mismatch", "stripe_payout_mismatch_cents", "stripe_payout_mismatch_critical"}
+    missed = {"stripe_payout_mismatch", "stripe_payout_mismatch_cents", "stripe_payout_mismatch_critical"}
+    assert {s["scenario"] for s in result["scenarios"] if not s["passed"]} == missed
+    changes = {item["scenario"]: item for item in result["diff"]}
+    assert {name for name, item in changes.items() if item["change"] == "regressed"} == missed
+    assert changes["stripe_payout_mismatch"]["gained"][0].startswith("missed stripe_payout_mismatch:")
+    assert {item["change"] for name, item in changes.items() if name not in missed} == {"unchanged"}
     with session_scope(url) as session:
         [insight] = session.scalars(select(ProactiveInsight).where(ProactiveInsight.kind == "eval_regression")).all()
         assert (insight.source, insight.severity, insight.status) == ("switchboard", "high", "new")
         assert insight.entity_id == result["eval_run_id"] and "recall fell" in str(insight.summary)
         assert session.get(EvalRun, result["eval_run_id"]).regression is True  # type: ignore[union-attr]
+    # the regressed run did not become the baseline
+    shown = json.loads(_cli(env, "eval", "baseline", "show", "--suite", "stripe", "--json").stdout)
+    assert (shown["stripe"]["eval_run_id"], shown["stripe"]["pinned_by"]) == (baseline_id, "ana")
     # The regression is for a human: the orchestrator never dispatches it to the agents.
     settings = get_settings().model_copy(update={"database_url": url})
     os.environ["SWITCHBOARD_DATABASE_URL"], previous = url, os.environ["SWITCHBOARD_DATABASE_URL"]
@@ -89,6 +113,114 @@ def test_a_broken_detector_is_flagged_as_a_regression(
     finally:
         os.environ["SWITCHBOARD_DATABASE_URL"] = previous
         get_settings.cache_clear()
+
+
+def test_a_poor_model_fails_the_floors_on_its_very_first_run(
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Behind the real Anthropic SDK and wire format: one root cause per source whatever the
+    evidence, and a finance review for everything. No baseline exists; the floors catch it."""
+    url = pg_database_factory.create()
+    with FakeAnthropic() as fake:
+        fake.brain = poor_answer_for
+        env = _env(url, redis_url, tmp_path, SWITCHBOARD_ANTHROPIC_API_KEY="sk-ant-fake-eval-0123456789",
+                   SWITCHBOARD_ANTHROPIC_BASE_URL=fake.url)  # fmt: skip
+        completed = _eval(env, "--provider", "anthropic", "--json")
+        assert fake.rejected() == [], [s.problem for s in fake.rejected()]
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    assert result["baseline_id"] is None and result["provider"] == "anthropic"
+    missed = result["floors_missed"]
+    assert any(line.startswith("stripe: root_cause_accuracy") for line in missed), missed
+    assert any(line.startswith("hubspot: action_match") for line in missed), missed
+    assert any(line.startswith("calls: action_match") for line in missed), missed
+    table = _eval(env, "--provider", "offline")
+    assert table.returncode == 0, table.stdout[-3000:]
+    print(f"poor model: {result['scores']} floors missed: {missed}")
+
+
+def test_your_own_scenarios_run_with_the_shipped_ones_and_a_malformed_one_exits_2(
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> None:
+    url = pg_database_factory.create()
+    env = _env(url, redis_url, tmp_path)
+    own = tmp_path / "scenarios"
+    own.mkdir()
+    (own / "acme_open_invoice.yaml").write_text(
+        "name: acme_open_invoice\nsuite: stripe\ndescription: Acme paid by card, the invoice stayed open.\n"
+        "records:\n"
+        "  - {source: stripe, type: charge, id: ch_acme, at: -3h, data: {status: succeeded, amount: 9900, "
+        "currency: usd, invoice: in_acme, customer: cus_acme}}\n"
+        "  - {source: stripe, type: invoice, id: in_acme, at: -3h, data: {status: open, currency: usd}}\n"
+        "expect:\n  alerts: [{kind: stripe_charge_without_paid_invoice, entity: ch_acme}]\n"
+        "  root_causes: {stripe_charge_without_paid_invoice: billing_configuration}\n"
+        "  action_content: {stripe_charge_without_paid_invoice: [{type: flag_finance_review, amount_cents: 9900, "
+        "entities: [ch_acme]}]}\n"
+        "  evidence: {stripe_charge_without_paid_invoice: [ch_acme]}\n"
+    )
+    completed = _eval(env, "--provider", "offline", "--suite", "stripe", "--scenarios", str(own), "--json")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    [mine] = [s for s in result["scenarios"] if s["scenario"] == "acme_open_invoice"]
+    assert mine["passed"] and mine["scores"]["action_content"] == "1/1", mine
+    assert len(result["scenarios"]) == len(load_scenarios("stripe")) + 1
+    (own / "broken.yaml").write_text(
+        "name: broken\nsuite: stripe\nexpect:\n  actions: {stripe_refund_spike: [refund]}\n"
+    )
+    with session_scope(url) as session:
+        before = session.scalar(select(func.count()).select_from(EvalRun))
+    bad = _eval(env, "--provider", "offline", "--scenarios", str(own))
+    assert bad.returncode == 2, bad.stdout[-3000:]
+    assert f"{own / 'broken.yaml'}: expect.actions.stripe_refund_spike[0]: Input should be" in bad.stderr
+    with session_scope(url) as session:
+        assert session.scalar(select(func.count()).select_from(EvalRun)) == before  # refused before any work
+
+
+def test_a_captured_run_becomes_a_scenario_the_eval_runs(
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> None:
+    url = pg_database_factory.create()
+    env = _env(url, redis_url, tmp_path)
+    demo = _cli(env, "demo")
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    runs = json.loads(_cli(env, "runs", "--json").stdout)
+    [run] = [r for r in runs if r["insight_kind"] == "hubspot_deal_without_owner"]
+    out = tmp_path / "mine" / "owner_left_the_deal.yaml"
+    out.parent.mkdir()
+    captured = _cli(env, "eval", "capture", run["run_id"][:10], "--out", str(out))
+    assert captured.returncode == 0, captured.stdout + captured.stderr
+    assert f"wrote {out}" in captured.stdout and "warning" not in captured.stderr, captured.stderr
+    scenario = load_scenario_file(out)
+    [alert] = scenario.alerts
+    assert (scenario.name, scenario.suite, alert.kind) == (
+        "owner_left_the_deal",
+        "hubspot",
+        "hubspot_deal_without_owner",
+    )
+    assert alert.entity in {str(record["id"]) for record in scenario.records}
+    assert scenario.root_causes == {"hubspot_deal_without_owner": "crm_data_hygiene"}  # the run's answer, to confirm
+    assert "make them the\n# RIGHT answer" in out.read_text()
+    result = _eval(env, "--provider", "offline", "--suite", "hubspot", "--scenarios", str(out.parent), "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [mine] = [s for s in json.loads(result.stdout)["scenarios"] if s["scenario"] == "owner_left_the_deal"]
+    assert mine["passed"], mine
+    missing = _cli(env, "eval", "capture", "ffffffff")
+    assert missing.returncode == 1 and "no run ffffffff" in missing.stderr
+
+
+def test_an_eval_that_cannot_finish_is_recorded_raises_an_insight_and_exits_2(
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> None:
+    url = pg_database_factory.create()
+    env = _env(url, redis_url, tmp_path, SWITCHBOARD_EVAL_TIMEOUT_S="2")
+    completed = _eval(env, "--provider", "offline", "--suite", "calls")
+    assert completed.returncode == 2, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "the eval took longer than SWITCHBOARD_EVAL_TIMEOUT_S=2" in completed.stderr
+    with session_scope(url) as session:
+        [run] = session.scalars(select(EvalRun)).all()
+        assert run.status == "failed" and "SWITCHBOARD_EVAL_TIMEOUT_S" in str(run.scores)
+        [insight] = session.scalars(select(ProactiveInsight).where(ProactiveInsight.kind == "eval_failed")).all()
+        assert (insight.source, insight.entity_id, insight.status) == ("switchboard", run.id, "new")
 
 
 def test_nightly_beat_entry_fires_through_a_worker(
