@@ -417,7 +417,7 @@ def eval_command(
         raise typer.Exit(result.exit_code)
     from rich.table import Table
 
-    out = Console()
+    out = Console() if sys.stdout.isatty() else Console(width=250)  # piped: whole names and paths
     changes = {item["scenario"]: item for item in result.diff}
     table = Table(title=f"Eval {result.eval_run_id}: {result.provider}/{result.model}, {result.seconds:.1f} s")
     for column in ("scenario", "suite", "result", "vs baseline", "problems"):

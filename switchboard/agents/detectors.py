@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,7 @@ from switchboard.contracts import Alert
 from switchboard.utc import as_utc
 
 DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
 
 # Objects that describe who/what rather than what happened: loaded whatever their age (an owner
 # created two years ago still owns deals today). Everything else is read within a lookback window.
@@ -36,6 +37,12 @@ FAILED_MIN_BASELINE_DAYS = 7
 FAILED_MAD_FLOOR = 0.01
 FAILED_MIN_RATE_JUMP = 0.05  # and the rate must be at least 5 points above the median
 # Refund / dispute spikes (daily counts)
+# What the failures of a spike look like, as shares the Analyst reads: Stripe's failure codes
+# (an expired-card wave, a processor's processing errors), small amounts on many cards (card
+# testing), and how many fell within one hour (an outage is a burst).
+FAILURE_CODES = ("card_declined", "expired_card", "insufficient_funds", "processing_error", "incorrect_cvc")
+SMALL_CHARGE_CENTS = 500
+
 COUNT_BASELINE_DAYS = 14
 COUNT_MAD_FLOOR = 0.5  # against a quiet baseline (median 0) three in a day is z 4.0
 MIN_REFUNDS = 3
@@ -55,6 +62,8 @@ PAYMENT_SEARCH_BEFORE_CLOSE = dt.timedelta(days=30)
 STALE_DEAL_AFTER = dt.timedelta(days=14)  # an open deal this far past its close date
 OPEN_DEAL_EXCLUDED = ("closedwon", "closedlost")
 # Calls
+CALLING_HOURS_UTC = (8, 18)  # calls outside [8:00, 18:00) count as off-hours
+UNREACHABLE_DISPOSITIONS = ("wrong_number", "invalid_number", "disconnected")
 MIN_CALLS_FOR_NEXT_STEP = 10  # connected calls of 5+ minutes in the last week
 NEXT_STEP_MIN_DURATION_S = 300
 NO_NEXT_STEP_THRESHOLD = 0.6
@@ -168,15 +177,44 @@ def stripe_failed_payment_spike(facts: Facts, now: dt.datetime) -> Iterator[Aler
     z, median = robust_z(rate, baseline, FAILED_MAD_FLOOR)
     if z < Z_THRESHOLD or rate < median + FAILED_MIN_RATE_JUMP:
         return
-    failures = [c.object_id for c in charges if _in(c, *windows[0]) and c.data.get("status") == "failed"]
+    failures = [c for c in charges if _in(c, *windows[0]) and c.data.get("status") == "failed"]
     severity = "critical" if rate >= median + 0.25 else "high"
     yield _alert(
         "stripe_failed_payment_spike", "stripe", severity,
         f"Failed-payment rate {rate:.0%} in the last 24 h (trailing median {median:.0%})",
         ("account", "charges"), now,
-        metrics={"current_rate": rate, "baseline_median": median, "robust_z": z, "charges": total, "failed": failed},
-        evidence=failures,
+        metrics={"current_rate": rate, "baseline_median": median, "robust_z": z, "charges": total, "failed": failed,
+                 **_failure_profile(failures)},
+        evidence=[c.object_id for c in sorted(failures, key=lambda c: c.occurred_at)],
     )  # fmt: skip
+
+
+def _peak_hour_share(records: Sequence[Record]) -> float:
+    """The largest share of ``records`` that fall within one hour of each other."""
+    times = sorted(r.occurred_at for r in records)
+    best = 0
+    for index, start in enumerate(times):
+        best = max(best, sum(1 for t in times[index:] if t < start + HOUR))
+    return best / len(times) if times else 0.0
+
+
+def _card(charge: Record) -> str:
+    details = charge.data.get("payment_method_details")
+    card = details.get("card") if isinstance(details, dict) else None
+    fingerprint = card.get("fingerprint") if isinstance(card, dict) else None
+    return str(fingerprint or charge.data.get("customer") or charge.object_id)
+
+
+def _failure_profile(failures: Sequence[Record]) -> dict[str, float]:
+    """Shares of the failures by failure code, small amounts, distinct cards, and the busiest hour."""
+    count = max(1, len(failures))
+    codes = Counter(str(c.data.get("failure_code") or "") for c in failures)
+    profile = {f"share_{code}": codes[code] / count for code in FAILURE_CODES}
+    small = sum(1 for c in failures if int(c.data.get("amount") or 0) <= SMALL_CHARGE_CENTS)
+    profile["small_amount_share"] = small / count
+    profile["distinct_card_share"] = len({_card(c) for c in failures}) / count
+    profile["peak_hour_share"] = _peak_hour_share(failures)
+    return profile
 
 
 def _count_spike(
@@ -191,12 +229,16 @@ def _count_spike(
     z, median = robust_z(float(current), [float(c) for c in baseline], COUNT_MAD_FLOOR)
     if z < Z_THRESHOLD:
         return
-    evidence = [r.object_id for r in records if _in(r, *windows[0])]
+    today = [r for r in records if _in(r, *windows[0])]
+    # Stripe's own word for why (a refund's or a dispute's `reason`), as shares of the day's
+    reasons = Counter(str(r.data.get("reason") or "unstated") for r in today)
+    shares = {f"share_reason_{reason}": n / len(today) for reason, n in sorted(reasons.items())}
     severity = "critical" if current >= 3 * max(median, 1.0) + 10 else "high"
     yield _alert(
         kind, "stripe", severity, f"{current} {noun} in the last 24 h (trailing median {median:.1f})",
         ("account", object_type + "s"), now,
-        metrics={"current": current, "baseline_median": median, "robust_z": z}, evidence=evidence,
+        metrics={"current": current, "baseline_median": median, "robust_z": z, **shares},
+        evidence=[r.object_id for r in today],
     )  # fmt: skip
 
 
@@ -283,34 +325,69 @@ def _amount(value: Any) -> float:
         return 0.0
 
 
-def _owner_problem(record: Record, owners: set[str]) -> str | None:
+def _active_owners(facts: Facts) -> set[str]:
+    """Owners who can own records: not archived (HubSpot archives the owner of a user who left)."""
+    return {o.object_id for o in facts.of("hubspot", "owner") if not o.data.get("archived")}
+
+
+def _owner_problem(record: Record, owners: set[str], facts: Facts) -> str | None:
     owner = _props(record).get("hubspot_owner_id")
     if owner in (None, ""):
         return "no owner"
-    if str(owner) not in owners:
-        return f"unknown owner {owner}"
-    return None
+    if str(owner) in owners:
+        return None
+    if facts.get("hubspot", "owner", str(owner)) is not None:
+        return f"owner {owner}, who left (archived)"
+    return f"unknown owner {owner}"
+
+
+def _teams(owner: Record | None) -> set[str]:
+    return {str(t.get("id")) for t in (owner.data.get("teams") or []) if isinstance(t, dict)} if owner else set()
+
+
+def _ownerless_batch(deal: Record, facts: Facts, owners: set[str]) -> int:
+    """Ownerless open deals created from the same source (an import, an integration) within an
+    hour of this one, this one included."""
+    source = _props(deal).get("hs_object_source")
+    return sum(
+        1 for other in facts.of("hubspot", "deal")
+        if _props(other).get("hs_object_source") == source and abs(other.occurred_at - deal.occurred_at) <= HOUR
+        and _props(other).get("dealstage") != "closedlost" and _owner_problem(other, owners, facts) is not None
+    )  # fmt: skip
 
 
 def hubspot_deal_without_owner(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
-    owners = {o.object_id for o in facts.of("hubspot", "owner")}
+    """An open deal nobody owns. What the Analyst reads: whether its owner left (archived; then
+    the active owners of their team are named as related), and whether it came in a batch of
+    ownerless deals from an import or an integration (its `hs_object_source`)."""
+    owners = _active_owners(facts)
     for deal in facts.of("hubspot", "deal"):
         props = _props(deal)
-        if props.get("dealstage") == "closedlost" or (problem := _owner_problem(deal, owners)) is None:
+        if props.get("dealstage") == "closedlost" or (problem := _owner_problem(deal, owners, facts)) is None:
             continue
         amount = _amount(props.get("amount"))
         name = props.get("dealname") or deal.object_id
+        former = facts.get("hubspot", "owner", str(props.get("hubspot_owner_id")))
+        teammates = sorted(
+            o.object_id for o in facts.of("hubspot", "owner")
+            if o.object_id in owners and former is not None and _teams(o) & _teams(former)
+        )  # fmt: skip
+        source = str(props.get("hs_object_source") or "")
         yield _alert(
             "hubspot_deal_without_owner", "hubspot", "high" if amount >= HIGH_VALUE_DEAL else "medium",
             f"Deal '{name}' has {problem}", ("deal", deal.object_id), now,
-            metrics={"amount": amount}, evidence=[deal.object_id],
+            metrics={"amount": amount, "owner_archived": float(former is not None),
+                     "from_import_or_integration": float(source in ("IMPORT", "INTEGRATION")),
+                     "ownerless_in_batch": _ownerless_batch(deal, facts, owners)},
+            evidence=[deal.object_id] + ([former.object_id] if former is not None else []),
+            related=[("hubspot", "owner", owner) for owner in teammates],
         )  # fmt: skip
 
 
 def hubspot_contact_without_owner(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
-    owners = {o.object_id for o in facts.of("hubspot", "owner")}
+    owners = _active_owners(facts)
     for contact in facts.of("hubspot", "contact"):
-        if (problem := _owner_problem(contact, owners)) is None:
+        if (problem := _owner_problem(contact, owners, facts)) is None:
             continue
         label = _props(contact).get("email") or contact.object_id
         yield _alert(
@@ -449,13 +526,24 @@ def calls_connect_rate_drop(facts: Facts, now: dt.datetime) -> Iterator[Alert]:
         drop = baseline_rate - recent_rate
         if drop < MIN_CONNECT_DROP:
             continue
+        missed = [c for c in recent if not _connected(c)]
+        unreachable = sum(1 for c in missed if str(c.data.get("disposition") or "").lower() in UNREACHABLE_DISPOSITIONS)
         yield _alert(
             "calls_connect_rate_drop", "calls", "high" if drop >= 0.35 else "medium",
             f"Rep {rep}: connect rate fell from {baseline_rate:.0%} to {recent_rate:.0%}", ("rep", rep), now,
             metrics={"recent_rate": recent_rate, "baseline_rate": baseline_rate, "drop": drop,
-                     "recent_calls": len(recent), "baseline_calls": len(baseline)},
-            evidence=[c.object_id for c in recent],
+                     "recent_calls": len(recent), "baseline_calls": len(baseline),
+                     # a bad list: numbers that do not reach anyone; a schedule: calls when nobody picks up
+                     "unreachable_share": unreachable / max(1, len(missed)),
+                     "off_hours_share": _off_hours_share(recent),
+                     "baseline_off_hours_share": _off_hours_share(baseline)},
+            evidence=[c.object_id for c in missed] + [c.object_id for c in recent if _connected(c)],
         )  # fmt: skip
+
+
+def _off_hours_share(calls: Sequence[Record]) -> float:
+    start, end = CALLING_HOURS_UTC
+    return sum(1 for c in calls if not start <= c.occurred_at.hour < end) / max(1, len(calls))
 
 
 def calls_short_call_ratio(facts: Facts, now: dt.datetime) -> Iterator[Alert]:

@@ -104,7 +104,9 @@ def run_scenario(scenario: Scenario, settings: Settings, timeout_s: float) -> di
             analyst = steps.get("analyst")
             advisor = steps.get("advisor")
             plan = (advisor.output or {}) if advisor is not None and advisor.status == "done" else {}
-            analysis = (analyst.output or {}) if analyst is not None and analyst.status == "done" else {}
+            # the plan carries the analysis it was made from: the analyst step's own success hook
+            # may still be on its way when the advisor's has settled the run
+            analysis = plan.get("analysis") or ((analyst.output or {}) if analyst is not None else {})
             cited = [str(item) for item in analysis.get("evidence_ids") or []]
             approvals = session.scalars(select(Approval.action_type).where(Approval.run_id == run_id)).all()
             outcome["runs"].append({

@@ -119,9 +119,13 @@ def _render(value: Any, now: dt.datetime) -> Any:
 
 def _stripe_charges(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
     """`days` of `per_day` charges ending now; `failed_today` / `failed_other` failures a day;
-    succeeded charges get paid invoices (unless `invoices: false`)."""
+    succeeded charges get paid invoices (unless `invoices: false`). Today's failures can carry
+    a `failure_code` (`failure_codes`: a list cycled through), a `failed_amount`, fall within
+    `burst_minutes` (ending two hours ago), or be `card_testing`: each on a card of its own, no
+    customer. Other days' failures carry `failure_code_other`."""
     out: list[RecordIn] = []
     currency = spec.get("currency", "usd")
+    codes = list(spec.get("failure_codes") or ([spec["failure_code"]] if spec.get("failure_code") else []))
     for day in range(int(spec.get("days", 15))):
         failed = int(spec.get("failed_today", 1) if day == 0 else spec.get("failed_other", 1))
         for n in range(int(spec.get("per_day", 30))):
@@ -129,9 +133,24 @@ def _stripe_charges(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
             charge_id = f"ch_s{day}_{n}"
             status = "failed" if n < failed else "succeeded"
             invoice_id = f"in_s{day}_{n}" if status == "succeeded" and spec.get("invoices", True) else None
-            out.append(RecordIn("stripe", "charge", charge_id, at, {
+            data: dict[str, Any] = {
                 "id": charge_id, "amount": 2500, "currency": currency, "status": status, "invoice": invoice_id,
-                "customer": f"cus_s{n % 9}", "created": int(at.timestamp()), "amount_refunded": 0}))  # fmt: skip
+                "customer": f"cus_s{n % 9}", "amount_refunded": 0,
+                "payment_method_details": {"type": "card", "card": {"fingerprint": f"fp_s{n % 9}", "last4": "4242"}},
+            }  # fmt: skip
+            if status == "failed" and day == 0:
+                if codes:
+                    data["failure_code"] = codes[n % len(codes)]
+                data["amount"] = int(spec.get("failed_amount", 2500))
+                if spec.get("burst_minutes"):
+                    at = now - dt.timedelta(hours=2) - dt.timedelta(minutes=float(spec["burst_minutes"]) * n / failed)
+                if spec.get("card_testing"):
+                    data["customer"] = None
+                    data["payment_method_details"]["card"] = {"fingerprint": f"fp_t{n}", "last4": f"{1000 + n}"}
+            elif status == "failed" and spec.get("failure_code_other"):
+                data["failure_code"] = spec["failure_code_other"]
+            data["created"] = int(at.timestamp())
+            out.append(RecordIn("stripe", "charge", charge_id, at, data))
             if invoice_id:
                 out.append(RecordIn("stripe", "invoice", invoice_id, at, {
                     "id": invoice_id, "status": "paid", "charge": charge_id, "amount_paid": 2500,
@@ -140,17 +159,23 @@ def _stripe_charges(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
 
 
 def _stripe_daily(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
-    """`object_type` (refund | dispute) counts per day, `counts[0]` being the last 24 hours."""
+    """`object_type` (refund | dispute) counts per day, `counts[0]` being the last 24 hours;
+    the last day's carry Stripe's `reason` from `reasons` (cycled through), other days' `reason_other`."""
     object_type = spec["object_type"]
+    reasons = list(spec.get("reasons") or [])
     out = []
     for day, count in enumerate(spec["counts"]):
         for n in range(int(count)):
             at = now - dt.timedelta(days=day, hours=1, minutes=7 * n)
             object_id = f"{object_type[:2]}_s{day}_{n}"
-            out.append(RecordIn("stripe", object_type, object_id, at, {
+            data: dict[str, Any] = {
                 "id": object_id, "amount": 1500, "currency": "usd", "charge": f"ch_x{day}_{n}",
                 "status": "needs_response" if object_type == "dispute" else "succeeded",
-                "created": int(at.timestamp())}))  # fmt: skip
+                "created": int(at.timestamp())}  # fmt: skip
+            reason = reasons[n % len(reasons)] if day == 0 and reasons else spec.get("reason_other")
+            if reason:
+                data["reason"] = reason
+            out.append(RecordIn("stripe", object_type, object_id, at, data))
     return out
 
 
@@ -172,24 +197,31 @@ def _stripe_payout(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
 
 
 def _calls_rep(now: dt.datetime, spec: dict[str, Any]) -> list[RecordIn]:
-    """A rep's calls: `recent` [total, connected] in the last 7 days, `baseline` [total, connected]
-    in the 28 days before; `short` of the recent connected calls last under a minute;
+    """A rep's calls: `recent` [total, connected] over the last 6 days, `baseline` [total,
+    connected] over days 8 to 34, in business hours (9:00-17:00 UTC) unless `recent_hours`
+    [from, to] places the recent ones; recent calls not connected end `recent_missed`
+    (no_answer; e.g. wrong_number); `short` of the recent connected calls last under a minute;
     `next_steps` [with, without] gives recent connected calls action items (or none)."""
     rep = spec["rep"]
     out: list[RecordIn] = []
     duration = int(spec.get("duration", 420))
     short = int(spec.get("short", 0))
     with_steps, _without_steps = (spec.get("next_steps") or [None, None])[:2]
-    for label, (total, connected), start, span in (("r", spec.get("recent", [0, 0]), 0.0, 7.0),
-                                                    ("b", spec.get("baseline", [0, 0]), 7.0, 28.0)):  # fmt: skip
+    first, last = (spec.get("recent_hours") or [9, 17])[:2]
+    for label, (total, connected), days_back, day_span in (("r", spec.get("recent", [0, 0]), 1, 6),
+                                                          ("b", spec.get("baseline", [0, 0]), 8, 27)):  # fmt: skip
+        hours = (int(first), int(last)) if label == "r" else (9, 17)
         for n in range(int(total)):
-            at = now - dt.timedelta(days=start + span * (n + 0.5) / max(1, int(total)))
+            hour = hours[0] + (n * 5) % max(1, hours[1] - hours[0])
+            day = now - dt.timedelta(days=days_back + n % day_span)
+            at = day.replace(hour=hour, minute=(7 * n) % 60, second=0, microsecond=0)
             is_connected = n < int(connected)
             seconds = (35 if label == "r" and n < short else duration) if is_connected else 8
             call_id = f"call_{rep}_{label}{n}"
+            missed = str(spec.get("recent_missed", "no_answer")) if label == "r" else "no_answer"
             data: dict[str, Any] = {"id": call_id, "primaryUserId": rep, "started": at.isoformat(),
                                     "duration": seconds, "direction": "Outbound",
-                                    "disposition": "connected" if is_connected else "no_answer"}  # fmt: skip
+                                    "disposition": "connected" if is_connected else missed}  # fmt: skip
             if label == "r" and is_connected and with_steps is not None:
                 data["actionItems"] = ["Send the proposal"] if n < int(with_steps) else []
             out.append(RecordIn("calls", "call", call_id, at, data))

@@ -237,6 +237,9 @@ def test_connect_rate_drop_per_rep() -> None:
         "drop": pytest.approx(0.4),
         "recent_calls": 20.0,
         "baseline_calls": 40.0,
+        "unreachable_share": 0.0,  # the missed calls were unanswered, not wrong numbers
+        "off_hours_share": 0.6,  # spread around the clock, as before
+        "baseline_off_hours_share": 0.6,
     }
     assert alert.severity == "high"
 

@@ -25,7 +25,7 @@ NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
 def test_at_least_thirty_scenarios_across_the_promised_cases() -> None:
     scenarios = load_scenarios()
-    assert len(scenarios) >= 30
+    assert len(scenarios) >= 48
     kinds = {alert.kind for s in scenarios for alert in s.alerts}
     assert {"stripe_payout_mismatch", "stripe_charge_without_paid_invoice", "stripe_refund_spike",
             "stripe_dispute_spike", "stripe_failed_payment_spike", "hubspot_deal_without_owner",
@@ -35,6 +35,24 @@ def test_at_least_thirty_scenarios_across_the_promised_cases() -> None:
     assert "stripe_currency_mismatch" in {s.name for s in scenarios}
     assert sum(1 for s in scenarios if s.negative) >= 8
     assert {s.suite for s in scenarios} == {"stripe", "hubspot", "calls"}
+
+
+def test_no_table_from_alert_kind_to_root_cause_can_pass() -> None:
+    """The same alert kind has different right answers depending on the evidence, for every
+    kind the issue names; the best any kind -> cause table can do is the majority answer."""
+    causes: dict[str, dict[str, list[str]]] = {}
+    for scenario in load_scenarios():
+        for kind, cause in scenario.root_causes.items():
+            causes.setdefault(kind, {}).setdefault(cause, []).append(scenario.name)
+    varied = {kind: by_cause for kind, by_cause in causes.items() if len(by_cause) > 1}
+    assert {"stripe_failed_payment_spike", "stripe_refund_spike", "stripe_dispute_spike",
+            "hubspot_deal_without_owner", "calls_connect_rate_drop"} <= set(varied)  # fmt: skip
+    minority = sum(len(names) for by_cause in varied.values() for names in by_cause.values()) - sum(
+        max(len(names) for names in by_cause.values()) for by_cause in varied.values()
+    )
+    total = sum(len(names) for by_cause in causes.values() for names in by_cause.values())
+    assert sum(len(names) for by_cause in varied.values() for names in by_cause.values()) >= 16
+    assert minority >= 10, f"a kind -> cause table would get {total - minority} of {total} right"
 
 
 @pytest.mark.parametrize("scenario", load_scenarios(), ids=lambda s: s.name)
@@ -113,8 +131,9 @@ def test_scoring_counts_misses_false_alarms_and_forbidden_actions() -> None:
     outcome = {
         "alerts": [{"kind": "stripe_payout_mismatch", "entity": "po_m1", "severity": "high"},
                    {"kind": "stripe_refund_spike", "entity": "refunds", "severity": "high"}],
-        "runs": [_run("stripe_payout_mismatch", plan=[{"type": "flag_finance_review"},
-                                                      {"type": "draft_customer_message"}])],
+        "runs": [_run("stripe_payout_mismatch", evidence_ids=["po_m1", "txn_po_m1_0"],
+                      plan=[{"type": "flag_finance_review", "amount_cents": 12345, "entities": [{"id": "po_m1"}]},
+                            {"type": "draft_customer_message"}])],
     }  # fmt: skip
     tally = Tally()
     scored = score_scenario(scenario, outcome, tally)

@@ -94,6 +94,41 @@ ANALYST_RULES: dict[str, tuple[str, float, str]] = {
 }
 
 
+# Where the evidence changes the cause: (alert kind, test over the alert's metrics, root cause,
+# confidence, what the narrative adds). The first rule that holds wins; none holding, the kind's
+# rule above stands. Honest rules of thumb over the figures the models see: they can be wrong.
+EVIDENCE_RULES: list[tuple[str, Any, str, float, str]] = [
+    ("stripe_failed_payment_spike", lambda m: m.get("share_processing_error", 0) >= 0.5,
+     "payment_processor_issue", 0.75, " Most failures are processing errors ({share_processing_error:.0%}), "
+     "{peak_hour_share:.0%} of them within one hour: the processor, not the cards."),
+    ("stripe_failed_payment_spike", lambda m: m.get("small_amount_share", 0) >= 0.6
+     and m.get("distinct_card_share", 0) >= 0.8, "fraud_or_abuse", 0.75,
+     " {small_amount_share:.0%} of the failures are small amounts on {distinct_card_share:.0%} distinct cards: "
+     "card testing."),
+    ("stripe_failed_payment_spike", lambda m: m.get("share_expired_card", 0) >= 0.5, "card_declines", 0.8,
+     " {share_expired_card:.0%} of the failures are expired cards: a wave of cards to update."),
+    ("stripe_refund_spike", lambda m: m.get("share_reason_duplicate", 0) >= 0.5, "billing_configuration", 0.7,
+     " {share_reason_duplicate:.0%} of the refunds are for duplicate charges: customers were billed twice."),
+    ("stripe_refund_spike", lambda m: m.get("share_reason_fraudulent", 0) >= 0.5, "fraud_or_abuse", 0.7,
+     " {share_reason_fraudulent:.0%} of the refunds were for fraudulent payments."),
+    ("stripe_dispute_spike", lambda m: m.get("share_reason_fraudulent", 0) < 0.5 and any(
+        key.startswith("share_reason_") and key not in ("share_reason_fraudulent", "share_reason_unstated")
+        and value >= 0.5 for key, value in m.items()), "customer_dissatisfaction", 0.65,
+     " Most disputes give a service reason (not received, cancelled, unacceptable), not fraud."),
+    ("hubspot_deal_without_owner", lambda m: m.get("from_import_or_integration", 0) >= 1
+     and m.get("ownerless_in_batch", 0) >= 2, "sync_gap", 0.75,
+     " It came with {ownerless_in_batch:.0f} ownerless deals from one import or integration: the owner field "
+     "is not mapped."),
+    ("hubspot_deal_without_owner", lambda m: m.get("owner_archived", 0) >= 1, "crm_data_hygiene", 0.85,
+     " Its owner left (archived) and the deal was never handed over."),
+    ("calls_connect_rate_drop", lambda m: m.get("unreachable_share", 0) >= 0.4, "list_quality", 0.7,
+     " {unreachable_share:.0%} of the missed calls reached no one (wrong or dead numbers): the list is bad."),
+    ("calls_connect_rate_drop", lambda m: m.get("off_hours_share", 0) - m.get("baseline_off_hours_share", 0) >= 0.3,
+     "rep_performance", 0.7, " {off_hours_share:.0%} of this week's calls were made outside calling hours "
+     "(before: {baseline_off_hours_share:.0%}): the rep's schedule changed."),
+]  # fmt: skip
+
+
 class _SafeMetrics(dict[str, Any]):
     def __missing__(self, key: str) -> float:
         return 0.0
@@ -101,8 +136,16 @@ class _SafeMetrics(dict[str, Any]):
 
 def _analyse(facts: dict[str, Any]) -> dict[str, Any]:
     alert = facts["alert"]
+    metrics = alert.get("metrics") or {}
     root_cause, confidence, template = ANALYST_RULES.get(alert["kind"], ("unknown", 0.3, "{kind}"))
-    narrative = template.format_map(_SafeMetrics(alert.get("metrics") or {}, kind=alert["kind"]))
+    for kind, holds, cause, certainty, because in EVIDENCE_RULES:
+        if kind == alert["kind"] and holds(metrics):
+            root_cause, confidence = cause, certainty
+            if cause != ANALYST_RULES[kind][0]:
+                template = "{title}."
+            template += because
+            break
+    narrative = template.format_map(_SafeMetrics(metrics, kind=alert["kind"], title=alert.get("title", "")))
     if facts.get("tool_facts"):
         narrative += f" Checked live: {len(facts['tool_facts'])} record(s) confirm the figures."
     return {
@@ -118,6 +161,7 @@ def _plan(facts: dict[str, Any]) -> dict[str, Any]:
     kind, entity, title = alert["kind"], alert["entity"], alert["title"]
     metrics = alert.get("metrics") or {}
     narrative = facts["analysis"]["narrative"]
+    cause = facts["analysis"].get("root_cause")
     task: dict[str, Any] = {"type": "create_hubspot_task", "subject": f"Follow up: {title}"[:255], "body": narrative,
             "associated": [entity] if entity["source"] == "hubspot" else []}  # fmt: skip
     finance: dict[str, Any] = {
@@ -132,15 +176,22 @@ def _plan(facts: dict[str, Any]) -> dict[str, Any]:
             finance["amount_cents"] = int(abs(amount))
         actions = [finance]
     elif kind == "stripe_dispute_spike":
-        actions = [
-            {"type": "open_stripe_dispute_review", "dispute_ids": list(alert.get("evidence_ids") or ["unknown"]),
-             "summary": narrative[:2000]},
-            finance,
-        ]  # fmt: skip
+        review = {"type": "open_stripe_dispute_review", "dispute_ids": list(alert.get("evidence_ids") or ["unknown"]),
+                  "summary": narrative[:2000]}  # fmt: skip
+        follow_up = dict(task, subject="Contact the customers behind this week's disputes")
+        actions = [review, follow_up] if cause == "customer_dissatisfaction" else [review, finance]
     elif kind == "stripe_failed_payment_spike":
-        actions = [dict(task, subject="Review failed-payment spike and dunning settings"), finance]
+        # a processor outage or card testing is for finance (and the processor); declines for dunning too
+        dunning = dict(task, subject="Review failed-payment spike and dunning settings")
+        actions = [finance] if cause in ("payment_processor_issue", "fraud_or_abuse") else [dunning, finance]
+    elif kind == "hubspot_deal_without_owner" and cause == "sync_gap":
+        actions = [dict(task, subject=f"Map the owner field of the import or integration: {title}"[:255])]
     elif kind in ("hubspot_deal_without_owner", "hubspot_contact_without_owner"):
-        actions = [dict(task, subject=f"Assign an owner: {title}"[:255])]
+        teammates = [ref["id"] for ref in alert.get("related") or [] if ref.get("type") == "owner"]
+        assigned = dict(task, subject=f"Assign an owner: {title}"[:255])
+        if teammates:  # a departed owner's teammate takes it over
+            assigned["owner_id"] = teammates[0]
+        actions = [assigned]
     elif kind == "hubspot_duplicate_company":
         actions = [dict(task, subject=f"Merge duplicate companies: {title}"[:255])]
     elif kind == "hubspot_stale_deal":
@@ -153,6 +204,8 @@ def _plan(facts: dict[str, Any]) -> dict[str, Any]:
                      "paid, or shall we resend the invoice? Thank you."},
             finance,
         ]  # fmt: skip
+    elif kind == "calls_connect_rate_drop" and cause == "list_quality":
+        actions = [dict(task, subject=f"Clean the call list of rep {entity['id']}: {title}"[:255])]
     elif kind in ("calls_connect_rate_drop", "calls_short_call_ratio", "calls_no_next_step"):
         actions = [dict(task, subject=f"Coaching check-in for rep {entity['id']}: {title}"[:255])]
     else:
