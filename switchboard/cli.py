@@ -380,6 +380,10 @@ def eval_command(
         Path | None,
         typer.Option("--scenarios", help="a directory of your own scenario files, run with the shipped ones"),
     ] = None,
+    batch: Annotated[
+        bool | None, typer.Option("--batch/--no-batch", help="Claude turns through the Message Batches API")
+    ] = None,
+    only: Annotated[list[str] | None, typer.Option("--scenario", help="only this scenario (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON")] = False,
 ) -> None:
     """Run the eval scenarios through real workers, score them, hold them to the floors and the
@@ -408,7 +412,7 @@ def eval_command(
 
     try:
         with broker_running(settings, console):
-            result = run_eval(suite=suite, provider=provider, scenario_dir=scenarios)
+            result = run_eval(suite=suite, provider=provider, scenario_dir=scenarios, batch=batch, only=only)
     except (EvalError, ScenarioError) as error:
         console.print(f"[red]switchboard:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     )
     anthropic_base_url: str = "https://api.anthropic.com"
     anthropic_model: str = "claude-sonnet-5"
+    # Every Claude turn through the Message Batches API (half price, answers in minutes to hours):
+    # the step submits, is re-queued every `anthropic_batch_poll_s` until the batch ends, and
+    # collects; for nightly evals (`SWITCHBOARD_EVAL_BATCH`), not for live runs.
+    anthropic_batch: bool = False
+    anthropic_batch_poll_s: float = Field(default=30.0, gt=0)
     gemini_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SWITCHBOARD_GEMINI_API_KEY", "GEMINI_API_KEY"),
@@ -245,6 +250,7 @@ class Settings(BaseSettings):
     # Scenarios run in this many lanes at once, each a store, queue prefix and worker of its own.
     eval_concurrency: int = Field(default=8, ge=1, le=64)
     eval_scenarios_dir: Path | None = None  # the user's own scenario files, run with the shipped ones
+    eval_batch: bool = False  # the eval's Claude turns through the Message Batches API (half price)
     # Detectors switched off by name (comma-separated), e.g. a noisy one while it is tuned.
     disabled_detectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -347,11 +353,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_visibility_timeout(self) -> Settings:
-        longest = max(self.task_time_limit_s, self.retry_backoff_cap_s)
+        longest = max(self.task_time_limit_s, self.retry_backoff_cap_s,
+                      self.anthropic_batch_poll_s if self.anthropic_batch else 0)  # fmt: skip
         if self.visibility_timeout_s <= longest:
             raise ValueError(
                 f"SWITCHBOARD_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"SWITCHBOARD_TASK_TIME_LIMIT_S and SWITCHBOARD_RETRY_BACKOFF_CAP_S ({longest:g}), "
+                "SWITCHBOARD_TASK_TIME_LIMIT_S, SWITCHBOARD_RETRY_BACKOFF_CAP_S and (in batch mode) "
+                f"SWITCHBOARD_ANTHROPIC_BATCH_POLL_S ({longest:g}), "
                 "or running and delayed tasks would be delivered twice"
             )
         return self

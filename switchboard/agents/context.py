@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchboard.agents.llm import estimate_cost_usd
+from switchboard.agents.llm import BATCH_DISCOUNT, estimate_cost_usd
 from switchboard.agents.llm.base import LLMReply
 from switchboard.db.runs import Prior, add_cost
 
@@ -53,6 +53,8 @@ class StepContext:
         self.cache_write_tokens += reply.cache_write_tokens
         cost = estimate_cost_usd(reply.model, reply.tokens_in, reply.tokens_out, reply.cache_read_tokens,
                                  reply.cache_write_tokens)  # fmt: skip
+        if cost is not None and reply.batch:
+            cost *= BATCH_DISCOUNT
         self.cost_usd = add_cost(self.cost_usd, cost)
         self.provider, self.model = reply.provider, reply.model
         content = reply.text or "; ".join(f"tool_use {c.name}({c.input})" for c in reply.tool_calls)

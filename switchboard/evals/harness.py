@@ -34,7 +34,7 @@ from switchboard.db import runs as lifecycle
 from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
 from switchboard.errors import ConfigurationError, InvalidState, NotFound
-from switchboard.evals.scenarios import Scenario, load_scenarios
+from switchboard.evals.scenarios import Scenario, ScenarioError, load_scenarios
 from switchboard.evals.scoring import Tally, aggregate, below_floors, compare, diff_scenarios, score_scenario
 from switchboard.settings import Settings, get_settings
 
@@ -98,8 +98,12 @@ def pin_baseline(eval_run_id: str, *, by: str, now: dt.datetime | None = None) -
 # --------------------------------------------------------------------------- running
 
 
-def _lane_env(settings: Settings, database: str, prefix: str, provider: str | None, work: Path) -> dict[str, str]:
+def _lane_env(
+    settings: Settings, database: str, prefix: str, provider: str | None, work: Path, batch: bool
+) -> dict[str, str]:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in INTEGRATION_SECRETS}  # actions stay in the store
+    if batch:
+        env["SWITCHBOARD_ANTHROPIC_BATCH"] = "true"
     env.update(
         SWITCHBOARD_DATABASE_URL=database,
         SWITCHBOARD_BROKER_URL=settings.broker_url,
@@ -138,7 +142,7 @@ def _lanes(scenarios: list[Scenario], settings: Settings) -> list[list[Scenario]
 
 def _run_lanes(
     lanes: list[list[Scenario]], settings: Settings, run_id: str, provider: str | None, scenario_dir: Path | None,
-    progress: Any,
+    progress: Any, batch: bool,
 ) -> list[dict[str, Any]]:  # fmt: skip
     (settings.data_dir / "evals").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as tmp:
@@ -157,8 +161,9 @@ def _run_lanes(
             for scenario in lane:
                 command += ["--scenario", scenario.name]
             log = (work / "runner.log").open("w")
-            process = subprocess.Popen(command, env=_lane_env(settings, database, prefix, provider, work), stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            env = _lane_env(settings, database, prefix, provider, work, batch)
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)  # fmt: skip
             started.append((process, work, log))
         deadline = time.monotonic() + settings.eval_timeout_s
         try:
@@ -212,6 +217,7 @@ class EvalOutcome:
     report_json: Path
     report_html: Path
     seconds: float
+    batch: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -222,6 +228,7 @@ class EvalOutcome:
                 "scores": self.scores, "by_suite": self.by_suite, "baseline_id": self.baseline_id,
                 "regression": bool(self.regressions), "floors_missed": self.floors_missed,
                 "regressions": self.regressions, "diff": self.diff, "seconds": round(self.seconds, 2),
+                "batch": self.batch,
                 "report_json": str(self.report_json), "report_html": str(self.report_html),
                 "scenarios": self.results}  # fmt: skip
 
@@ -233,14 +240,22 @@ def run_eval(
     trigger: str = "manual",
     settings: Settings | None = None,
     scenario_dir: Path | None = None,
+    batch: bool | None = None,
+    only: list[str] | None = None,
     progress: Any = None,
 ) -> EvalOutcome:
     """Run the suite end to end; writes eval_runs / eval_results and the reports. Raises
     EvalError (after recording the failure and raising an insight) when it could not run."""
     settings = settings or get_settings()
+    batch = settings.eval_batch if batch is None else batch  # Claude turns through Message Batches
     started = time.monotonic()
     scenario_dir = scenario_dir or settings.eval_scenarios_dir
     scenarios = load_scenarios(suite, extra=scenario_dir)
+    if only:
+        unknown = sorted(set(only) - {s.name for s in scenarios})
+        if unknown:
+            raise ScenarioError(f"no scenario {', '.join(unknown)} in suite {suite}")
+        scenarios = [s for s in scenarios if s.name in only]
     if not scenarios:
         raise EvalError(f"suite {suite!r} has no scenarios")
     provider_name, model = _provider_and_model(settings, provider)
@@ -249,7 +264,7 @@ def run_eval(
         session.add(EvalRun(id=run_id, suite=suite, provider=provider_name, model=model, status="running",
                             trigger=trigger, started_at=dt.datetime.now(dt.UTC)))  # fmt: skip
     try:
-        outcomes = _run_lanes(_lanes(scenarios, settings), settings, run_id, provider, scenario_dir, progress)
+        outcomes = _run_lanes(_lanes(scenarios, settings), settings, run_id, provider, scenario_dir, progress, batch)
     except EvalError as error:
         _record_failure(run_id, suite, provider_name, model, str(error), settings)
         raise
@@ -279,14 +294,18 @@ def run_eval(
     report_json, report_html = reports / f"{run_id}.json", reports / f"{run_id}.html"
     result = EvalOutcome(run_id, suite, provider_name, model, scores, by_suite, results,
                          baseline.eval_run_id if baseline else None, floors_missed, regressions, diff, report_json,
-                         report_html, time.monotonic() - started)  # fmt: skip
+                         report_html, time.monotonic() - started, batch)  # fmt: skip
     report_json.write_text(json.dumps(result.as_dict(), indent=1, default=str))
     report_html.write_text(render_html(result))
     changes = {item["scenario"]: item for item in diff}
     with session_scope() as session:
         row = session.get(EvalRun, run_id)
         assert row is not None
-        row.status, row.finished_at, row.scores = "done", dt.datetime.now(dt.UTC), {**scores, "by_suite": by_suite}
+        row.status, row.finished_at, row.scores = (
+            "done",
+            dt.datetime.now(dt.UTC),
+            {**scores, "by_suite": by_suite, "batch": batch},
+        )
         row.baseline_id, row.regression, row.report_path = result.baseline_id, bool(regressions), str(report_json)
         for item in results:
             session.add(EvalResult(eval_run_id=run_id, scenario=item["scenario"], category=item["suite"],

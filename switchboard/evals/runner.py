@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def _worker_ready(name: str, timeout_s: float) -> bool:
     return False
 
 
-def run_scenario(scenario: Scenario, settings: Settings, timeout_s: float) -> dict[str, Any]:
+def run_scenario(
+    scenario: Scenario, settings: Settings, timeout_s: float, keep_alive: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     reset_store(settings)
     now = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -89,6 +92,7 @@ def run_scenario(scenario: Scenario, settings: Settings, timeout_s: float) -> di
         if time.monotonic() > deadline:
             timed_out = True
             break
+        keep_alive()
         time.sleep(0.05)
     outcome: dict[str, Any] = {"scenario": scenario.name, "alerts": [], "runs": [], "timed_out": timed_out,
                                "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
@@ -141,34 +145,61 @@ def main() -> int:
     migrate.upgrade(settings.database_url)
     scenarios = [s for s in load_scenarios(args.suite, extra=args.scenarios)
                  if not args.scenario or s.name in args.scenario]  # fmt: skip
-    name = f"eval-{os.getpid()}@%h"
-    log_path = settings.data_dir / "eval-worker.log"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        worker = subprocess.Popen(
-            worker_argv(settings, list(QUEUE_LEVELS), name=name, concurrency=4),
-            env=child_env(settings), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    worker = LaneWorker(settings)
     try:
-        import socket
-
-        if not _worker_ready(name.replace("%h", socket.gethostname()), 60):
-            print(f"the eval worker did not start; see {log_path}", file=sys.stderr)
+        if not worker.start():
+            print(f"the eval worker did not start; see {worker.log_path}", file=sys.stderr)
             return 2
         results = []
         for scenario in scenarios:
-            results.append(run_scenario(scenario, settings, args.scenario_timeout))
+            results.append(run_scenario(scenario, settings, args.scenario_timeout, worker.keep_alive))
             print(f"  {scenario.name}: {len(results[-1]['alerts'])} alert(s) in {results[-1]['seconds']:.2f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
         args.out.write_text(json.dumps({"scenarios": results}, default=str))
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        worker.stop()
     return 0
+
+
+class LaneWorker:
+    """The lane's worker on its private queues, started again if it dies (a nightly eval outlives
+    a killed worker: its in-flight steps come back after the visibility timeout)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import socket
+
+        self.settings = settings
+        self.name = f"eval-{os.getpid()}@%h"
+        self.node = self.name.replace("%h", socket.gethostname())
+        self.log_path = settings.data_dir / "eval-worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> bool:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                worker_argv(self.settings, list(QUEUE_LEVELS), name=self.name, concurrency=4),
+                env=child_env(self.settings), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        return _worker_ready(self.node, 60)
+
+    def keep_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            self.restarts += 1
+            print(f"  the eval worker exited ({self.process.returncode}); starting it again", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            self.start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ class Served:
     tool_use: bool = False
     stop: str | None = None
     problem: str | None = None  # why a 400 refused it
+    batch: str | None = None  # the Message Batch it came in
     request: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
@@ -157,6 +158,8 @@ def answer_for(agent: str, first_user_text: str) -> dict[str, Any]:
     return {}
 
 
+CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+BATCH_ROUTE = re.compile(r"^/v1/messages/batches/([A-Za-z0-9_]+)(/results)?$")
 POOR_ROOT_CAUSE = {"stripe": "card_declines", "hubspot": "crm_data_hygiene", "calls": "rep_performance"}
 
 
@@ -204,10 +207,15 @@ class _FakeServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
-                status, headers, payload = outer.handle(self.path, dict(self.headers.items()), body)
+                self._send(*outer.handle(self.path, dict(self.headers.items()), body))
+
+            def do_GET(self) -> None:
+                self._send(*outer.handle_get(self.path, dict(self.headers.items())))
+
+            def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", headers.pop("content-type", "application/json"))
                 self.send_header("content-length", str(len(data)))
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -239,6 +247,9 @@ class _FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        return 404, {}, {"error": f"no route {path}"}
 
     def inject(self, agent: str, *faults: Fault) -> None:
         """The next len(faults) requests of `agent` get these faults, in order."""
@@ -451,9 +462,15 @@ def _anthropic_prefix(request: dict[str, Any]) -> tuple[int, list[tuple[str, int
 class FakeAnthropic(_FakeServer):
     name = "anthropic"
 
+    def __init__(self, batch_delay_s: float = 1.0) -> None:
+        super().__init__()
+        self.batch_delay_s = batch_delay_s  # a batch stays in_progress this long after creation
+        self.batches: dict[str, dict[str, Any]] = {}
+
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
         lowered = {k.lower(): v for k, v in headers.items()}
-        if path.split("?")[0] != "/v1/messages":
+        route = path.split("?")[0]
+        if route not in ("/v1/messages", "/v1/messages/batches"):
             return 404, {}, _anthropic_error("not_found_error", f"no route {path}")
         # SDK 2.x sends the key as `Authorization: Bearer`; older SDKs and curl use `x-api-key`.
         if not lowered.get("x-api-key") and not lowered.get("authorization", "").startswith("Bearer "):
@@ -462,13 +479,95 @@ class FakeAnthropic(_FakeServer):
             request = json.loads(body)
         except json.JSONDecodeError:
             return 400, {}, _anthropic_error("invalid_request_error", "body is not JSON")
+        if route == "/v1/messages/batches":
+            return self._create_batch(request, lowered)
+        return self._message(request, lowered)
+
+    # ----------------------------------------------------------------- Message Batches
+
+    def _create_batch(self, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """POST /v1/messages/batches: 1 to 100,000 requests, each a unique custom_id
+        (^[a-zA-Z0-9_-]{1,64}$) and non-streaming Messages params. Each request is answered as
+        the Messages API would (an invalid one is an `errored` result, as the real batch does),
+        and the batch ends `batch_delay_s` later."""
+        requests = body.get("requests") if isinstance(body, dict) else None
+        problem = None
+        if not isinstance(requests, list) or not 1 <= len(requests) <= 100_000:
+            problem = "requests: must be a list of 1 to 100000 items"
+        else:
+            ids = [item.get("custom_id") if isinstance(item, dict) else None for item in requests]
+            if any(not isinstance(i, str) or not CUSTOM_ID.match(i) for i in ids):
+                problem = "requests.custom_id: must match ^[a-zA-Z0-9_-]{1,64}$"
+            elif len(set(ids)) != len(ids):
+                problem = "requests.custom_id: must be unique within the batch"
+            elif any(not isinstance(item.get("params"), dict) for item in requests):
+                problem = "requests.params: Field required"
+            elif any(item["params"].get("stream") for item in requests):
+                problem = "requests.params.stream: streaming is not supported in a batch"
+        if problem is not None:
+            self._record(Served("batch", 400, problem=problem, request=body if isinstance(body, dict) else {}))
+            return 400, {}, _anthropic_error("invalid_request_error", problem)
+        batch_id = f"msgbatch_fake{self._next_id():06d}"
+        results = []
+        for item in requests:
+            status, _, payload = self._message(item["params"], headers, batch=batch_id)
+            if status == 200:
+                results.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": payload}})
+            else:
+                results.append({"custom_id": item["custom_id"], "result": {"type": "errored", "error": payload}})
+        created = dt.datetime.now(dt.UTC)
+        with self._lock:
+            self.batches[batch_id] = {"created": created, "results": results, "polls": 0}
+        return 200, {}, self._batch_object(batch_id)
+
+    def _batch_object(self, batch_id: str) -> dict[str, Any]:
+        with self._lock:
+            batch = self.batches[batch_id]
+            created: dt.datetime = batch["created"]
+            ended = dt.datetime.now(dt.UTC) >= created + dt.timedelta(seconds=self.batch_delay_s)
+            results = batch["results"]
+        succeeded = sum(1 for r in results if r["result"]["type"] == "succeeded")
+        stamp = lambda moment: moment.isoformat().replace("+00:00", "Z")  # noqa: E731
+        return {
+            "id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
+            "request_counts": {"processing": 0 if ended else len(results), "succeeded": succeeded if ended else 0,
+                               "errored": len(results) - succeeded if ended else 0, "canceled": 0, "expired": 0},
+            "ended_at": stamp(created + dt.timedelta(seconds=self.batch_delay_s)) if ended else None,
+            "created_at": stamp(created), "expires_at": stamp(created + dt.timedelta(days=1)),
+            "archived_at": None, "cancel_initiated_at": None,
+            "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None,
+        }  # fmt: skip
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if not lowered.get("x-api-key") and not lowered.get("authorization", "").startswith("Bearer "):
+            return 401, {}, _anthropic_error("authentication_error", "x-api-key header is required")
+        match = BATCH_ROUTE.match(path.split("?")[0])
+        if match is None or match.group(1) not in self.batches:
+            return 404, {}, _anthropic_error("not_found_error", f"no route or batch {path}")
+        batch_id, results = match.group(1), match.group(2)
+        with self._lock:
+            self.batches[batch_id]["polls"] += 0 if results else 1
+        batch = self._batch_object(batch_id)
+        if not results:
+            return 200, {}, batch
+        if batch["processing_status"] != "ended":
+            return 400, {}, _anthropic_error("invalid_request_error", f"batch {batch_id} has not ended yet")
+        lines = "".join(json.dumps(r) + "\n" for r in self.batches[batch_id]["results"])
+        return 200, {"content-type": "application/binary"}, lines.encode()
+
+    # ----------------------------------------------------------------- Messages
+
+    def _message(
+        self, request: dict[str, Any], lowered: dict[str, str], batch: str | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         system = request.get("system") or ""
         agent = agent_of(system if isinstance(system, str) else json.dumps(system))
         invalid = _messages_request_problems(request)
         if invalid is not None:  # as the Messages API answers it, before any model work
-            self._record(Served(agent, 400, problem=invalid, request=request, headers=lowered))
+            self._record(Served(agent, 400, problem=invalid, request=request, headers=lowered, batch=batch))
             return 400, {}, _anthropic_error("invalid_request_error", invalid)
-        served = Served(agent, 200, request=request, headers=lowered)
+        served = Served(agent, 200, request=request, headers=lowered, batch=batch)
         if self._overloaded():
             return self._fault(Fault("overloaded"), served)
         fault = self._next_fault(agent)

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from sqlalchemy import func, select
 
 from switchboard.db.models import AgentRun, EvalResult, EvalRun, ProactiveInsight
@@ -212,6 +213,61 @@ def test_a_captured_run_becomes_a_scenario_the_eval_runs(
     assert mine["passed"], mine
     missing = _cli(env, "eval", "capture", "ffffffff")
     assert missing.returncode == 1 and "no run ffffffff" in missing.stderr
+
+
+def _lane_workers() -> list[psutil.Process]:
+    """The eval lanes' workers (node names eval-PID@host) running now."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "celery" in command and " worker " in command and "--hostname eval-" in command:
+            found.append(process)
+    return found
+
+
+def test_a_batch_eval_completes_after_its_worker_is_killed_mid_poll(
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Every Claude turn through the Message Batches API of the fake (real SDK, real endpoints:
+    create, retrieve, results as JSONL). The lane's worker is SIGKILLed while a step polls its
+    batch; the runner starts it again, the step comes back after the visibility timeout, finds
+    the batch it submitted (nothing submitted twice) and the eval completes."""
+    url = pg_database_factory.create()
+    with FakeAnthropic(batch_delay_s=2.0) as fake:
+        env = _env(url, redis_url, tmp_path, SWITCHBOARD_ANTHROPIC_API_KEY="sk-ant-fake-batch-0123456789",
+                   SWITCHBOARD_ANTHROPIC_BASE_URL=fake.url, SWITCHBOARD_ANTHROPIC_BATCH_POLL_S="0.5",
+                   SWITCHBOARD_VISIBILITY_TIMEOUT_S="20", SWITCHBOARD_TASK_TIME_LIMIT_S="15",
+                   SWITCHBOARD_RETRY_BACKOFF_CAP_S="10")  # fmt: skip
+        command = [sys.executable, "-m", "switchboard", "eval", "--provider", "anthropic", "--batch", "--suite",
+                   "hubspot", "--scenario", "hubspot_deal_owner_left", "--json"]  # fmt: skip
+        evaluation = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed: list[int] = []
+        deadline = time.monotonic() + 90
+        while not killed and time.monotonic() < deadline and evaluation.poll() is None:
+            polled = [b for b in list(fake.batches.values()) if b["polls"] >= 1]
+            workers = _lane_workers()
+            if polled and workers:  # a step is polling its batch: kill the worker mid-poll
+                for worker in workers:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+            time.sleep(0.05)
+        stdout, stderr = evaluation.communicate(timeout=240)
+        assert killed, "the worker was never seen polling"
+        assert evaluation.returncode in (0, 1), stdout[-2000:] + stderr[-3000:]
+        result = json.loads(stdout)
+        assert result["batch"] is True
+        [scenario] = result["scenarios"]
+        assert not any("timed out" in p for p in scenario["problems"]), scenario
+        assert scenario["scores"]["valid_runs"] == "1/1" and scenario["scores"]["tp"] == 1, scenario
+        answered = [s for s in fake.served if s.status == 200]
+        assert answered and all(s.batch for s in answered)  # no turn went to the Messages API directly
+        submitted = [r["custom_id"] for b in fake.batches.values() for r in b["results"]]
+        assert len(submitted) == len(set(submitted)) == len(answered)  # each turn submitted once
+        assert fake.rejected() == [], [s.problem for s in fake.rejected()]
+    with session_scope(url) as session:
+        run = session.get(EvalRun, result["eval_run_id"])
+        assert run is not None and run.status == "done" and (run.scores or {}).get("batch") is True
+    print(f"batch eval: {len(submitted)} batches, worker {killed} killed mid-poll, {result['seconds']:.1f} s")
 
 
 def test_an_eval_that_cannot_finish_is_recorded_raises_an_insight_and_exits_2(

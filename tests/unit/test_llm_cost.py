@@ -35,3 +35,12 @@ def test_one_unpriced_turn_makes_the_steps_cost_unknown() -> None:
     assert ctx.cost_usd is not None and ctx.cost_usd > 0
     ctx.record_reply(LLMReply("", (), 100, 50, "anthropic", "claude-mystery-2"))
     assert ctx.cost_usd is None and (ctx.tokens_in, ctx.tokens_out, ctx.cache_read_tokens) == (200, 100, 10)
+
+
+def test_a_batch_answer_is_billed_at_half_price() -> None:
+    ctx = StepContext(run_id="r", step="analyst", agent="analyst", task_id="t")
+    direct = LLMReply("x", (), 1000, 500, "anthropic", "claude-sonnet-5", cache_read_tokens=2000)
+    ctx.record_reply(direct)
+    ctx.record_reply(LLMReply("x", (), 1000, 500, "anthropic", "claude-sonnet-5", cache_read_tokens=2000, batch=True))
+    full = estimate_cost_usd("claude-sonnet-5", 1000, 500, cache_read=2000)
+    assert full is not None and ctx.cost_usd == pytest.approx(full * 1.5)

@@ -36,6 +36,9 @@ class Price:
     cache_write: float
 
 
+BATCH_DISCOUNT = 0.5  # the Message Batches API bills half of every price
+
+
 def _claude(input_price: float, output_price: float) -> Price:
     # prompt caching: a 5-minute cache write costs 1.25x the input price, a read 0.1x
     return Price(input_price, output_price, input_price * 0.1, input_price * 1.25)
@@ -108,7 +111,7 @@ def provider_for(agent: str, settings: Settings) -> LLMProvider:
         return OfflineProvider(latency_ms=settings.offline_latency_ms)
     check_configured(settings, (agent,))
     if choice == "anthropic":
-        key = ("anthropic", settings.anthropic_model, settings.anthropic_base_url)
+        key = ("anthropic", settings.anthropic_model, settings.anthropic_base_url, str(settings.anthropic_batch))
         with _lock:
             if key not in _cache:
                 from switchboard.agents.llm.anthropic import AnthropicProvider
@@ -119,21 +122,22 @@ def provider_for(agent: str, settings: Settings) -> LLMProvider:
                     model=settings.anthropic_model,
                     base_url=settings.anthropic_base_url,
                     timeout_s=settings.llm_timeout_s,
+                    batch_poll_s=settings.anthropic_batch_poll_s if settings.anthropic_batch else None,
                 )
             return _cache[key]
-    key = ("gemini", settings.gemini_model, settings.gemini_base_url)
+    gemini = ("gemini", settings.gemini_model, settings.gemini_base_url, "")
     with _lock:
-        if key not in _cache:
+        if gemini not in _cache:
             from switchboard.agents.llm.gemini import GeminiProvider
 
             assert settings.gemini_api_key is not None
-            _cache[key] = GeminiProvider(
+            _cache[gemini] = GeminiProvider(
                 api_key=settings.gemini_api_key.get_secret_value(),
                 model=settings.gemini_model,
                 base_url=settings.gemini_base_url,
                 timeout_s=settings.llm_timeout_s,
             )
-        return _cache[key]
+        return _cache[gemini]
 
 
 def reset_provider_cache() -> None:

@@ -13,10 +13,19 @@
   does (each tool turn then reads the turns before from the cache). Usage: `input_tokens`
   counts only what was not cached; cache reads and writes are recorded apart.
 - Rate limits: the `anthropic-ratelimit-*` headers of every response seed the shared budget.
+- Batch mode (`SWITCHBOARD_ANTHROPIC_BATCH`, for nightly evals): each turn is one request of a
+  Message Batch (half price). The first attempt submits it and the step is re-queued (a
+  deferral: no retry used) every `anthropic_batch_poll_s` until the batch has ended; then the
+  answer is collected. What was submitted and collected is kept in Redis under a key made of the
+  run, the step and the turn's place in it (purpose, history length, budget), so a step re-run —
+  after a deferral, a worker restart or a retry — polls the batch it submitted instead of
+  submitting again, and replays the turns it already collected (their usage counted once).
+  One request a batch: coalescing turns is left for later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -31,7 +40,16 @@ from switchboard.agents.llm.base import (
     StopReason,
     ToolCall,
 )
-from switchboard.integrations.resilience import CallContext, CallFailure, RateLimiter, call, policy_for, shared_redis
+from switchboard.errors import Permanent
+from switchboard.integrations.resilience import (
+    CallContext,
+    CallFailure,
+    Deferred,
+    RateLimiter,
+    call,
+    policy_for,
+    shared_redis,
+)
 
 # Fewest prompt tokens a cache breakpoint can cache, per model (below it nothing is cached).
 MIN_CACHEABLE_TOKENS = {
@@ -56,6 +74,17 @@ STOP_REASONS: dict[str, StopReason] = {
 }
 
 
+BATCH_KEEP_S = 29 * 86400  # Anthropic keeps a batch's results 29 days
+
+
+class BatchPending(Deferred):
+    """The turn's batch has not ended yet: the step is re-queued to poll it again."""
+
+
+class BatchRequestFailed(Permanent):
+    """The batch answered the turn with an error the request itself caused."""
+
+
 def estimate_tokens(payload: Any) -> int:
     """About four characters a token: enough to decide whether a prefix is worth caching."""
     return len(json.dumps(payload, separators=(",", ":"))) // 4
@@ -64,8 +93,11 @@ def estimate_tokens(payload: Any) -> int:
 class AnthropicProvider(LLMProvider):
     name = "anthropic"
 
-    def __init__(self, *, api_key: str, model: str, base_url: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, *, api_key: str, model: str, base_url: str, timeout_s: float = 60.0, batch_poll_s: float | None = None
+    ) -> None:
         self.model = model
+        self.batch_poll_s = batch_poll_s  # None: the Messages API; else each turn through a Message Batch
         # max_retries=0: our retry layer (Celery self.retry with backoff and Retry-After)
         # owns retries; SDK-internal retries would multiply attempts and hide them.
         self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
@@ -97,6 +129,8 @@ class AnthropicProvider(LLMProvider):
 
     def generate(self, request: LLMRequest, context: CallContext | None = None) -> LLMReply:
         params = self.params(request)
+        if self.batch_poll_s is not None:
+            return self._batched(params, request, context)
         limiter = RateLimiter(shared_redis(), self.name, self.model, policy_for(self.name))
 
         def exchange() -> LLMReply:
@@ -116,6 +150,65 @@ class AnthropicProvider(LLMProvider):
                      "max_tokens": request.max_tokens}  # fmt: skip
         return call(self.name, self.model, "messages", arguments, exchange, context=context, summarise=_summary,
                     on_headers=limiter.adjust_from_anthropic)  # fmt: skip
+
+    # ----------------------------------------------------------------------- batch mode
+
+    def _batched(self, params: dict[str, Any], request: LLMRequest, context: CallContext | None) -> LLMReply:
+        assert self.batch_poll_s is not None
+        # The turn's place in its step, not its body: a re-run step rebuilds its prompt (the
+        # Watcher re-checks the alert, `detected_at` moves) and must find the batch it submitted.
+        where = [context.run_id, context.step] if context is not None else [json.dumps(params, sort_keys=True)]
+        place = [request.purpose, len(request.messages), request.max_tokens, request.tool_choice]
+        digest = hashlib.sha256(json.dumps([*where, *place]).encode()).hexdigest()
+        custom_id = f"sb_{digest[:48]}"  # what a custom_id may be: ^[a-zA-Z0-9_-]{1,64}$
+        key = f"switchboard:anthropic-batch:{custom_id}"
+        store = shared_redis()
+        state = {_text(k): _text(v) for k, v in store.hgetall(key).items()}
+        arguments = {"model": self.model, "purpose": request.purpose, "turn": len(request.messages),
+                     "custom_id": custom_id}  # fmt: skip
+        if "message" in state:  # collected earlier (a re-run of the step): replayed, billed once
+            reply = self._reply(anthropic.types.Message.model_validate_json(state["message"]))
+            return _as_batch(reply, billed=False)
+        if "batch_id" not in state:
+            batch = call(self.name, self.model, "batches.create", arguments,
+                         lambda: self._sdk(lambda: self._client.messages.batches.create(
+                             requests=[{"custom_id": custom_id, "params": params}])),  # type: ignore[typeddict-item]
+                         context=context, summarise=lambda b: {"batch_id": b.id})  # fmt: skip
+            store.hset(key, mapping={"batch_id": batch.id})
+            store.expire(key, BATCH_KEEP_S)
+            raise BatchPending(f"batch {batch.id} submitted; polling", retry_after_s=self.batch_poll_s)
+        batch_id = state["batch_id"]
+        batch = call(self.name, self.model, "batches.retrieve", {**arguments, "batch_id": batch_id},
+                     lambda: self._sdk(lambda: self._client.messages.batches.retrieve(batch_id)), context=context,
+                     summarise=lambda b: {"status": b.processing_status})  # fmt: skip
+        if batch.processing_status != "ended":
+            raise BatchPending(f"batch {batch_id} is {batch.processing_status}", retry_after_s=self.batch_poll_s)
+        results = call(self.name, self.model, "batches.results", {**arguments, "batch_id": batch_id},
+                       lambda: self._sdk(lambda: list(self._client.messages.batches.results(batch_id))),
+                       context=context, summarise=lambda r: {"results": len(r)})  # fmt: skip
+        mine = next((item for item in results if item.custom_id == custom_id), None)
+        outcome = mine.result if mine is not None else None
+        if outcome is not None and outcome.type == "succeeded":
+            store.hset(key, mapping={"message": outcome.message.model_dump_json()})
+            return _as_batch(self._reply(outcome.message), billed=True)
+        if outcome is not None and outcome.type == "errored" and outcome.error.error.type == "invalid_request_error":
+            raise BatchRequestFailed(f"batch {batch_id}: the request was refused: {outcome.error.error.message}")
+        # errored by the service, expired or canceled: submit the turn again on the next attempt
+        store.delete(key)
+        why = outcome.type if outcome is not None else "missing from the results"
+        raise BatchPending(f"batch {batch_id}: the turn was {why}; submitting it again",
+                           retry_after_s=self.batch_poll_s)  # fmt: skip
+
+    @staticmethod
+    def _sdk(fn: Any) -> Any:
+        try:
+            return fn()
+        except anthropic.APIStatusError as error:
+            raise CallFailure(error.status_code, str(error.message), dict(error.response.headers)) from None
+        except (anthropic.APIConnectionError, anthropic.APIResponseValidationError) as error:
+            raise CallFailure(None, f"{type(error).__name__}: {error}") from None
+        except json.JSONDecodeError as error:
+            raise CallFailure(None, f"unreadable response body ({error.msg})") from None
 
     def _reply(self, response: Any) -> LLMReply:
         texts = [block.text for block in response.content if block.type == "text"]
@@ -138,6 +231,19 @@ class AnthropicProvider(LLMProvider):
             cache_write_tokens=usage.cache_creation_input_tokens or 0,
             raw=tuple(block.model_dump(exclude_none=True) for block in response.content),
         )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _as_batch(reply: LLMReply, *, billed: bool) -> LLMReply:
+    """A batch's answer: billed at the batch discount, and only the first time it is used."""
+    from dataclasses import replace
+
+    if billed:
+        return replace(reply, batch=True)
+    return replace(reply, batch=True, tokens_in=0, tokens_out=0, cache_read_tokens=0, cache_write_tokens=0)
 
 
 def _summary(reply: LLMReply) -> dict[str, Any]:

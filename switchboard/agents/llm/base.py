@@ -94,6 +94,7 @@ class LLMReply:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     raw: tuple[Any, ...] = ()  # the assistant content as the provider returned it
+    batch: bool = False  # answered through a batch API: billed at BATCH_DISCOUNT
 
     def as_message(self) -> Message:
         """This turn as the assistant message of the next request's history."""
