@@ -435,6 +435,12 @@ def eval_command(
     for name, values in [("all", result.scores), *result.by_suite.items()]:
         rates = " ".join(f"{key}={values[key]}" for key in (*EVAL_RATE_METRICS, "forbidden_actions"))
         out.print(f"{name}: {rates} passed={values['scenarios_passed']}/{values['scenarios']}", highlight=False)
+    if result.judge and result.judge.get("narratives"):
+        judge = result.judge
+        criteria = " ".join(f"{name}={value}" for name, value in judge["by_criterion"].items())
+        out.print(f"narratives (judged by {judge['provider']}/{judge['model']}, apart from the scores above): "
+                  f"{judge['narrative_score']} of criteria met over {judge['narratives']} narratives; {criteria}",
+                  highlight=False)  # fmt: skip
     if result.regressions:
         against = f" (baseline {result.baseline_id})" if result.baseline_id else " (no baseline pinned)"
         out.print(f"[red]REGRESSION{against}:[/red] " + "; ".join(result.regressions), highlight=False)

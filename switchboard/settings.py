@@ -251,6 +251,8 @@ class Settings(BaseSettings):
     eval_concurrency: int = Field(default=8, ge=1, le=64)
     eval_scenarios_dir: Path | None = None  # the user's own scenario files, run with the shipped ones
     eval_batch: bool = False  # the eval's Claude turns through the Message Batches API (half price)
+    # Who grades the Analyst's narratives (switchboard/evals/judge.py); offline: deterministic checks.
+    eval_judge_provider: LLMProviderName = "offline"
     # Detectors switched off by name (comma-separated), e.g. a noisy one while it is tuned.
     disabled_detectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

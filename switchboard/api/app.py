@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from switchboard import __version__
-from switchboard.api import approvals, backfill, dashboard, events, health, metrics, runs, webhooks
+from switchboard.api import approvals, backfill, dashboard, evals, events, health, metrics, runs, webhooks
 from switchboard.api.security import BrowserGuard
 from switchboard.errors import InvalidState, NotFound
 from switchboard.settings import get_settings
@@ -36,6 +36,7 @@ def create_app() -> FastAPI:
     api.include_router(backfill.router)
     api.include_router(runs.router)
     api.include_router(approvals.router)
+    api.include_router(evals.router)
     api.include_router(dashboard.router)
     api.include_router(metrics.router)
     return api

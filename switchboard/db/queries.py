@@ -21,10 +21,13 @@ from switchboard.db.models import (
     AgentRun,
     AgentStep,
     Approval,
+    EvalResult,
+    EvalRun,
     ProactiveInsight,
 )
 from switchboard.db.session import get_engine, session_scope
 from switchboard.pipeline import AGENTS
+from switchboard.settings import EVAL_RATE_METRICS
 from switchboard.utc import as_utc
 
 TERMINAL_RUN_STATUSES = ("done", "failed", "awaiting_approval", "expired")
@@ -391,3 +394,45 @@ def pending_approval_count() -> int:
             select(func.count()).select_from(Approval).where(Approval.status == "pending")
         ).scalar_one()
     return int(count)
+
+
+# --------------------------------------------------------------------------- evals
+
+
+def _eval_summary(row: EvalRun) -> dict[str, Any]:
+    scores = row.scores or {}
+    judge = scores.get("judge") or {}
+    return {
+        "id": row.id, "suite": row.suite, "provider": row.provider, "model": row.model, "status": row.status,
+        "trigger": row.trigger, "created_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
+        "regression": row.regression, "is_baseline": row.is_baseline, "baseline_id": row.baseline_id,
+        "scores": {rate: scores.get(rate) for rate in (*EVAL_RATE_METRICS, "forbidden_actions", "scenarios_passed",
+                                                        "scenarios")},
+        "narrative_score": judge.get("narrative_score"), "error": scores.get("error"),
+    }  # fmt: skip
+
+
+def eval_runs(limit: int = 100) -> dict[str, Any]:
+    """The newest eval runs (each suite's over time) and each suite's pinned baseline."""
+    with session_scope(autocommit=True) as session:
+        rows = session.scalars(select(EvalRun).order_by(EvalRun.created_at.desc()).limit(limit)).all()
+        pinned = session.execute(select(EvalRun.suite, EvalRun.id).where(EvalRun.is_baseline.is_(True))).all()
+        return {"runs": [_eval_summary(row) for row in rows], "baselines": {suite: run_id for suite, run_id in pinned}}
+
+
+def eval_run_detail(eval_run_id: str) -> dict[str, Any] | None:
+    """One eval run with each scenario's outcome, its diff against the baseline and the judge's verdicts."""
+    with session_scope(autocommit=True) as session:
+        row = session.get(EvalRun, eval_run_id)
+        if row is None:
+            return None
+        results = session.scalars(
+            select(EvalResult).where(EvalResult.eval_run_id == eval_run_id).order_by(EvalResult.scenario)
+        ).all()
+        details = [
+            {"scenario": r.scenario, "suite": r.category, "passed": r.passed, "scores": r.scores or {},
+             "problems": (r.details or {}).get("problems") or [], "diff": (r.details or {}).get("diff"),
+             "judge": ((r.details or {}).get("judge") or {}).get("verdicts")}
+            for r in results
+        ]  # fmt: skip
+        return {**_eval_summary(row), "by_suite": (row.scores or {}).get("by_suite") or {}, "results": details}

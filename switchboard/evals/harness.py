@@ -34,6 +34,7 @@ from switchboard.db import runs as lifecycle
 from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
 from switchboard.errors import ConfigurationError, InvalidState, NotFound
+from switchboard.evals.judge import judge_all
 from switchboard.evals.scenarios import Scenario, ScenarioError, load_scenarios
 from switchboard.evals.scoring import Tally, aggregate, below_floors, compare, diff_scenarios, score_scenario
 from switchboard.settings import Settings, get_settings
@@ -218,6 +219,7 @@ class EvalOutcome:
     report_html: Path
     seconds: float
     batch: bool = False
+    judge: dict[str, Any] | None = None  # the narrative judge's summary, apart from the exact-match scores
 
     @property
     def exit_code(self) -> int:
@@ -228,7 +230,7 @@ class EvalOutcome:
                 "scores": self.scores, "by_suite": self.by_suite, "baseline_id": self.baseline_id,
                 "regression": bool(self.regressions), "floors_missed": self.floors_missed,
                 "regressions": self.regressions, "diff": self.diff, "seconds": round(self.seconds, 2),
-                "batch": self.batch,
+                "batch": self.batch, "judge": self.judge,
                 "report_json": str(self.report_json), "report_html": str(self.report_html),
                 "scenarios": self.results}  # fmt: skip
 
@@ -269,6 +271,7 @@ def run_eval(
         _record_failure(run_id, suite, provider_name, model, str(error), settings)
         raise
     by_name = {item["scenario"]: item for item in outcomes}
+    judged, judge_summary = judge_all(scenarios, by_name, run_id, settings)
     overall, suites = Tally(), {name: Tally() for name in sorted({s.suite for s in scenarios})}
     results = []
     for scenario in scenarios:
@@ -276,7 +279,8 @@ def run_eval(
         scored = score_scenario(scenario, by_name[scenario.name], own)
         overall.add(own)
         suites[scenario.suite].add(own)
-        results.append({"scenario": scenario.name, "suite": scenario.suite, **scored})
+        results.append({"scenario": scenario.name, "suite": scenario.suite, **scored,
+                        "judge": judged.get(scenario.name)})  # fmt: skip
     scores = aggregate(overall, sum(1 for r in results if r["passed"]), len(results))
     by_suite = {
         name: aggregate(tally, sum(1 for r in results if r["passed"] and r["suite"] == name),
@@ -294,7 +298,7 @@ def run_eval(
     report_json, report_html = reports / f"{run_id}.json", reports / f"{run_id}.html"
     result = EvalOutcome(run_id, suite, provider_name, model, scores, by_suite, results,
                          baseline.eval_run_id if baseline else None, floors_missed, regressions, diff, report_json,
-                         report_html, time.monotonic() - started, batch)  # fmt: skip
+                         report_html, time.monotonic() - started, batch, judge_summary)  # fmt: skip
     report_json.write_text(json.dumps(result.as_dict(), indent=1, default=str))
     report_html.write_text(render_html(result))
     changes = {item["scenario"]: item for item in diff}
@@ -304,7 +308,7 @@ def run_eval(
         row.status, row.finished_at, row.scores = (
             "done",
             dt.datetime.now(dt.UTC),
-            {**scores, "by_suite": by_suite, "batch": batch},
+            {**scores, "by_suite": by_suite, "batch": batch, "judge": judge_summary},
         )
         row.baseline_id, row.regression, row.report_path = result.baseline_id, bool(regressions), str(report_json)
         for item in results:
@@ -312,8 +316,8 @@ def run_eval(
                                    passed=item["passed"], scores=item["scores"], latency_ms=item["latency_ms"],
                                    tokens_in=item["tokens_in"], tokens_out=item["tokens_out"],
                                    error="; ".join(item["problems"])[:4000] or None,
-                                   details={"problems": item["problems"],
-                                            "diff": changes[item["scenario"]]}))  # fmt: skip
+                                   details={"problems": item["problems"], "diff": changes[item["scenario"]],
+                                            "judge": item["judge"]}))  # fmt: skip
         if regressions:
             _raise(session, "eval_regression", result.eval_run_id, settings,
                    title=f"Eval regression in suite {suite} ({provider_name}/{model})",
@@ -376,7 +380,17 @@ def render_html(result: EvalOutcome) -> str:
         ".ok,.improved{color:#176b2c}.bad,.regressed{color:#a4161a}</style>"
         f"<h1>Eval {e(result.eval_run_id)}</h1><p>{e(result.provider)} / {e(result.model)}, "
         f"{len(result.results)} scenarios in {result.seconds:.1f} s</p>{verdict}"
-        f"<h2>Scores</h2><table><tr><th></th>{head}</tr>{scores}</table><h2>Scenarios</h2>"
+        f"<h2>Scores</h2><table><tr><th></th>{head}</tr>{scores}</table>{_judge_html(result.judge)}<h2>Scenarios</h2>"
         "<table><tr><th>scenario</th><th>suite</th><th>result</th><th>problems</th><th>vs baseline</th>"
         f"<th>changed</th></tr>{rows}</table>"
     )
+
+
+def _judge_html(judge: dict[str, Any] | None) -> str:
+    if not judge or not judge.get("narratives"):
+        return ""
+    e = html.escape
+    rows = "".join(f"<tr><th>{e(name)}</th><td>{value}</td></tr>" for name, value in judge["by_criterion"].items())
+    return (f"<h2>Narratives</h2><p>Judged by {e(str(judge['provider']))}/{e(str(judge['model']))}, apart from the "
+            f"scores above: {judge['narrative_score']} of the rubric's criteria met over {judge['narratives']} "
+            f"narratives.</p><table>{rows}</table>")  # fmt: skip

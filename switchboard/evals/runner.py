@@ -117,6 +117,7 @@ def run_scenario(
                 "run_id": run_id, "kind": run.insight_kind, "status": run.status, "error": run.error,
                 "latency_ms": run.latency_ms, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
                 "provider": run.provider, "model": run.model,
+                "metrics": ((run.input or {}).get("alert") or {}).get("metrics") or {},
                 "root_cause": analysis.get("root_cause"), "narrative": analysis.get("narrative"),
                 "confidence": analysis.get("confidence"), "evidence_ids": cited,
                 "unknown_evidence": sorted(set(cited) - _stored_ids(session, cited)),

@@ -121,6 +121,8 @@ def agent_of(system: str) -> str:
     for agent in ("Watcher", "Analyst", "Advisor"):
         if f"You are the {agent}" in system:
             return agent.lower()
+    if "You grade" in system:
+        return "judge"
     return "unknown"
 
 
@@ -149,6 +151,10 @@ def answer_for(agent: str, first_user_text: str) -> dict[str, Any]:
             "evidence_ids": list(document.get("evidence_ids") or [])[:3],
             "confidence": 0.5,
         }
+    if agent == "judge":  # passes what names a figure, fails the rest: verdicts the eval must store
+        figures = any(ch.isdigit() for ch in first_user_text.rsplit("Explanation to grade:", 1)[-1])
+        return {"verdicts": {name: {"pass": figures, "reason": "fake judge"}
+                             for name in ("explains_cause", "uses_evidence", "actionable")}}  # fmt: skip
     if agent == "advisor":
         alert = (document.get("alert") or {}) if document else {}
         entity = alert.get("entity") or {"source": "stripe", "type": "account", "id": "unknown"}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from sqlalchemy import func, select
 
 from switchboard.db.models import AgentRun, EvalResult, EvalRun, ProactiveInsight
@@ -23,6 +24,7 @@ from switchboard.evals.scenarios import load_scenario_file, load_scenarios
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
 from tests.fakes.llm_servers import FakeAnthropic, poor_answer_for
+from tests.support.api import api_client
 from tests.support.env import worker_env
 from tests.support.services import DatabaseFactory
 
@@ -64,6 +66,13 @@ def test_offline_eval_scores_every_scenario_through_real_workers(
     assert (scores["key_evidence"], scores["evidence_validity"], scores["action_content"]) == (1.0, 1.0, 1.0)
     assert scores["scenarios_passed"] == len(scenarios) - 1 and result["regression"] is False
     assert set(result["by_suite"]) == {"stripe", "hubspot", "calls"} and result["floors_missed"] == []
+    # the narratives, judged apart (the offline judge: deterministic checks), prompt and verdicts kept
+    judge = result["judge"]
+    with_runs = [s for s in result["scenarios"] if s["judge"] is not None]
+    assert (judge["provider"], judge["errors"]) == ("offline", 0) and judge["narratives"] == len(with_runs) >= 30
+    assert 0.5 <= judge["narrative_score"] <= 1.0 and set(judge["by_criterion"]) == {
+        "explains_cause", "uses_evidence", "actionable"}  # fmt: skip
+    assert all("Explanation to grade:" in s["judge"]["prompt"] and len(s["judge"]["verdicts"]) == 3 for s in with_runs)
     assert result["baseline_id"] is None and {item["change"] for item in result["diff"]} == {"new"}
     assert elapsed < 60, f"eval took {elapsed:.1f} s"
     assert Path(result["report_json"]).exists() and "<table>" in Path(result["report_html"]).read_text()
@@ -80,7 +89,7 @@ def test_offline_eval_scores_every_scenario_through_real_workers(
 
 
 def test_a_broken_detector_regresses_against_the_pinned_baseline_which_only_a_person_moves(
-    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path
+    pg_database_factory: DatabaseFactory, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = pg_database_factory.create()
     env = _env(url, redis_url, tmp_path)
@@ -111,6 +120,17 @@ def test_a_broken_detector_regresses_against_the_pinned_baseline_which_only_a_pe
     # the regressed run did not become the baseline
     shown = json.loads(_cli(env, "eval", "baseline", "show", "--suite", "stripe", "--json").stdout)
     assert (shown["stripe"]["eval_run_id"], shown["stripe"]["pinned_by"]) == (baseline_id, "ana")
+    # the dashboard's Evals page reads both runs over time, the baseline, and the latest run's diff
+    with api_client(monkeypatch, SWITCHBOARD_DATABASE_URL=url, SWITCHBOARD_OPERATOR_KEYS="op-key-evals-0123") as api:
+        assert api.get("/api/evals").status_code == 401
+        listed = api.get("/api/evals", headers={"X-API-Key": "op-key-evals-0123"}).json()
+        assert [run["id"] for run in listed["runs"]] == [result["eval_run_id"], baseline_id]
+        assert listed["baselines"] == {"stripe": baseline_id} and listed["runs"][0]["regression"] is True
+        detail = api.get(f"/api/evals/{result['eval_run_id']}", headers={"X-API-Key": "op-key-evals-0123"}).json()
+        regressed = {r["scenario"] for r in detail["results"] if (r["diff"] or {}).get("change") == "regressed"}
+        assert regressed == missed and detail["baseline_id"] == baseline_id
+        assert api.get("/api/evals/nope", headers={"X-API-Key": "op-key-evals-0123"}).status_code == 404
+        assert api.get("/dashboard/evals").status_code == 200
     # The regression is for a human: the orchestrator never dispatches it to the agents.
     settings = get_settings().model_copy(update={"database_url": url})
     os.environ["SWITCHBOARD_DATABASE_URL"], previous = url, os.environ["SWITCHBOARD_DATABASE_URL"]
@@ -131,12 +151,21 @@ def test_a_poor_model_fails_the_floors_on_its_very_first_run(
     with FakeAnthropic() as fake:
         fake.brain = poor_answer_for
         env = _env(url, redis_url, tmp_path, SWITCHBOARD_ANTHROPIC_API_KEY="sk-ant-fake-eval-0123456789",
-                   SWITCHBOARD_ANTHROPIC_BASE_URL=fake.url)  # fmt: skip
+                   SWITCHBOARD_ANTHROPIC_BASE_URL=fake.url, SWITCHBOARD_EVAL_JUDGE_PROVIDER="anthropic")  # fmt: skip
         completed = _eval(env, "--provider", "anthropic", "--json")
         assert fake.rejected() == [], [s.problem for s in fake.rejected()]
+        judged = [s for s in fake.served if s.agent == "judge"]
     assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
     result = json.loads(completed.stdout)
     assert result["baseline_id"] is None and result["provider"] == "anthropic"
+    # a model judged the narratives, through the same API; its verdicts are stored per scenario
+    assert (result["judge"]["provider"], result["judge"]["errors"]) == ("anthropic", 0), [
+        s["judge"]["error"] for s in result["scenarios"] if s["judge"] and s["judge"]["error"]][:3]
+    assert len(judged) == result["judge"]["narratives"] > 0
+    with session_scope(url) as session:
+        stored = [r.details["judge"] for r in session.scalars(select(EvalResult)) if (r.details or {}).get("judge")]
+        assert len(stored) == len(judged) and all(item["verdicts"]["uses_evidence"]["reason"] == "fake judge"
+                                                  for item in stored)  # fmt: skip
     missed = result["floors_missed"]
     assert any(line.startswith("stripe: root_cause_accuracy") for line in missed), missed
     assert any(line.startswith("hubspot: action_match") for line in missed), missed

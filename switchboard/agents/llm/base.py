@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from switchboard.integrations.resilience import CallContext
 
-Purpose = Literal["watcher.summarise", "analyst.analyse", "advisor.plan", "repair"]
+Purpose = Literal["watcher.summarise", "analyst.analyse", "advisor.plan", "eval.judge", "repair"]
 # auto: the model may call any tool or answer; none: no tool call (the tools stay defined: the
 # Messages API rejects tool blocks in a request without them); answer: it must call ANSWER_TOOL.
 ToolChoice = Literal["auto", "none", "answer"]

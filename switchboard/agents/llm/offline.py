@@ -223,7 +223,41 @@ def _summarise(facts: dict[str, Any]) -> dict[str, Any]:
     return {"summary": f"{alert['severity'].upper()}: {alert['title']}", "rank": ahead + 1}
 
 
-RULES = {"watcher.summarise": _summarise, "analyst.analyse": _analyse, "advisor.plan": _plan}
+# The offline judge's words for each root cause: a narrative that uses none of them for the
+# expected cause does not explain it. Crude on purpose (deterministic, for CI): a real model judges better.
+CAUSE_WORDS: dict[str, tuple[str, ...]] = {
+    "card_declines": ("decline", "expired", "insufficient", "dunning"),
+    "payment_processor_issue": ("processor", "processing error", "gateway", "outage"),
+    "fraud_or_abuse": ("fraud", "card testing"),
+    "billing_configuration": ("invoice", "billing", "duplicate", "billed twice"),
+    "customer_dissatisfaction": ("dissatisf", "asking for their money", "service reason", "customers"),
+    "reconciliation_gap": ("ledger", "reconcil", "balance transaction"),
+    "crm_data_hygiene": ("owner", "stage", "duplicate", "handed over"),
+    "sync_gap": ("sync", "import", "integration", "not linked", "not mapped", "payment is not linked"),
+    "rep_performance": ("rep's", "schedule", "cut short", "next step", "calling hours"),
+    "list_quality": ("list", "numbers"),
+}
+
+
+def _judge(facts: dict[str, Any]) -> dict[str, Any]:
+    narrative = str(facts.get("narrative") or "")
+    lowered = narrative.lower()
+    words = CAUSE_WORDS.get(str(facts.get("expected_root_cause")), ())
+    named = [w for w in words if w in lowered]
+    figures = any(ch.isdigit() for ch in narrative) or any(str(i) in narrative for i in facts.get("evidence_ids") or [])
+    sentences = sum(narrative.count(mark) for mark in ".!?")
+    verdicts = {
+        "explains_cause": {"pass": bool(named), "reason": f"uses {named[0]!r}" if named
+                           else f"none of {', '.join(words) or 'the cause words'} appears"},
+        "uses_evidence": {"pass": figures, "reason": "quotes figures or record ids" if figures
+                          else "no figure and no record id"},
+        "actionable": {"pass": 20 <= len(narrative) <= 1500 and sentences <= 5,
+                       "reason": f"{len(narrative)} characters, {sentences} sentence(s)"},
+    }  # fmt: skip
+    return {"verdicts": verdicts}
+
+
+RULES = {"watcher.summarise": _summarise, "analyst.analyse": _analyse, "advisor.plan": _plan, "eval.judge": _judge}
 
 
 class OfflineProvider(LLMProvider):

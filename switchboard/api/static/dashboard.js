@@ -504,6 +504,55 @@ async function renderRunPage(runId) {
   }
 }
 
+/* ------------------------------------------------------------------ evals page */
+
+const EVAL_COLUMNS = [["root_cause_accuracy", "root cause"], ["key_evidence", "evidence"], ["action_match", "actions"],
+  ["action_content", "action content"], ["recall", "recall"], ["precision", "precision"]];
+function fmtRate(value) { return value === null || value === undefined ? "–" : `${Math.round(value * 1000) / 10}%`; }
+
+function evalRow(run, baselines) {
+  const pinned = baselines[run.suite] === run.id ? " ★" : "";
+  const verdict = run.status === "failed" ? pill("failed") : run.regression ? pill("failed", "regression") : pill("done");
+  const cells = EVAL_COLUMNS.map(([key]) => `<td class="num">${fmtRate(run.scores[key])}</td>`).join("");
+  return `<tr data-eval-id="${esc(run.id)}"><td><code>${esc(run.id)}</code>${pinned}</td><td>${esc(run.suite)}</td>`
+    + `<td>${esc(run.provider)}/${esc(run.model || "")}</td><td>${verdict}</td>${cells}`
+    + `<td class="num">${esc(run.scores.forbidden_actions ?? "–")}</td><td class="num">${fmtRate(run.narrative_score)}</td>`
+    + `<td>${esc(run.scores.scenarios_passed ?? "–")}/${esc(run.scores.scenarios ?? "–")}</td>`
+    + `<td title="${esc(run.created_at)}">${esc(fmtTime(run.created_at))}</td><td class="error">${esc(run.error || "")}</td></tr>`;
+}
+
+async function renderEvals() {
+  const data = await api("/api/evals");
+  if (!data.runs.length) {
+    $("#evals-history").innerHTML = `<p class="muted">No eval has run yet: <code>switchboard eval</code> runs one (beat runs it nightly).</p>`;
+    $("#evals-latest").innerHTML = "";
+    return;
+  }
+  const head = `<tr><th>Eval run</th><th>Suite</th><th>Provider/model</th><th>Result</th>`
+    + EVAL_COLUMNS.map(([, label]) => `<th class="num">${esc(label)}</th>`).join("")
+    + `<th class="num">forbidden</th><th class="num">narratives</th><th>passed</th><th>Created</th><th>Error</th></tr>`;
+  const suites = [...new Set(data.runs.map((run) => run.suite))];
+  $("#evals-history").innerHTML = suites.map((suite) => `<h3>${esc(suite)}</h3><div class="table-wrap"><table class="runs evals">`
+    + `<thead>${head}</thead><tbody>${data.runs.filter((run) => run.suite === suite).map((run) => evalRow(run, data.baselines)).join("")}`
+    + `</tbody></table></div>`).join("");
+  const latest = data.runs.find((run) => run.status === "done");
+  if (!latest) { $("#evals-latest").innerHTML = `<p class="muted">No eval run has finished yet.</p>`; return; }
+  const detail = await api(`/api/evals/${encodeURIComponent(latest.id)}`);
+  $("#evals-latest-title").textContent = `Latest run ${detail.id} (${detail.suite}) against ${detail.baseline_id ? `baseline ${detail.baseline_id}` : "no pinned baseline"}`;
+  const order = { regressed: 0, changed: 1, improved: 2, new: 3, unchanged: 4 };
+  const rows = [...detail.results].sort((a, b) => (order[a.diff?.change] ?? 5) - (order[b.diff?.change] ?? 5));
+  $("#evals-latest").innerHTML = `<div class="table-wrap"><table class="runs evals-diff"><thead><tr><th>Scenario</th><th>Suite</th>`
+    + `<th>Result</th><th>vs baseline</th><th>Changed</th><th>Problems</th></tr></thead><tbody>`
+    + rows.map((r) => {
+      const change = r.diff?.change || "–";
+      const changed = r.diff ? [...(r.diff.gained || []).map((p) => `+ ${p}`), ...(r.diff.lost || []).map((p) => `− ${p}`),
+        ...Object.entries(r.diff.fields || {}).map(([k, [a, b]]) => `${k}: ${a} → ${b}`)].join("; ") : "";
+      return `<tr class="diff-${esc(change)}"><td>${esc(r.scenario)}</td><td>${esc(r.suite)}</td><td>${pill(r.passed ? "done" : "failed")}</td>`
+        + `<td>${pill(change === "regressed" ? "failed" : change === "improved" ? "done" : "expired", "")}<span class="muted"> ${esc(change)}</span></td>`
+        + `<td>${esc(changed)}</td><td>${esc(r.problems.join("; "))}</td></tr>`;
+    }).join("") + `</tbody></table></div>`;
+}
+
 /* ------------------------------------------------------------------ routing and refresh */
 
 function currentRunId() {
@@ -516,10 +565,12 @@ async function render() {
   if (rendering) return;
   rendering = true;
   const runId = currentRunId();
-  $("#overview-view").hidden = Boolean(runId);
+  const evals = location.pathname === "/dashboard/evals";
+  $("#overview-view").hidden = Boolean(runId) || evals;
   $("#run-view").hidden = !runId;
+  $("#evals-view").hidden = !evals;
   try {
-    if (runId) await renderRunPage(runId); else await renderOverview();
+    if (runId) await renderRunPage(runId); else if (evals) await renderEvals(); else await renderOverview();
     $("#refresh-state").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     if (!(error instanceof Unauthorized)) $("#refresh-state").textContent = `update failed: ${error.message}`;
