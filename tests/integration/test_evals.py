@@ -160,7 +160,8 @@ def test_a_poor_model_fails_the_floors_on_its_very_first_run(
     assert result["baseline_id"] is None and result["provider"] == "anthropic"
     # a model judged the narratives, through the same API; its verdicts are stored per scenario
     assert (result["judge"]["provider"], result["judge"]["errors"]) == ("anthropic", 0), [
-        s["judge"]["error"] for s in result["scenarios"] if s["judge"] and s["judge"]["error"]][:3]
+        s["judge"]["error"] for s in result["scenarios"] if s["judge"] and s["judge"]["error"]
+    ][:3]
     assert len(judged) == result["judge"]["narratives"] > 0
     with session_scope(url) as session:
         stored = [r.details["judge"] for r in session.scalars(select(EvalResult)) if (r.details or {}).get("judge")]
@@ -170,8 +171,6 @@ def test_a_poor_model_fails_the_floors_on_its_very_first_run(
     assert any(line.startswith("stripe: root_cause_accuracy") for line in missed), missed
     assert any(line.startswith("hubspot: action_match") for line in missed), missed
     assert any(line.startswith("calls: action_match") for line in missed), missed
-    table = _eval(env, "--provider", "offline")
-    assert table.returncode == 0, table.stdout[-3000:]
     print(f"poor model: {result['scores']} floors missed: {missed}")
 
 
@@ -194,12 +193,13 @@ def test_your_own_scenarios_run_with_the_shipped_ones_and_a_malformed_one_exits_
         "entities: [ch_acme]}]}\n"
         "  evidence: {stripe_charge_without_paid_invoice: [ch_acme]}\n"
     )
-    completed = _eval(env, "--provider", "offline", "--suite", "stripe", "--scenarios", str(own), "--json")
+    only = ["--scenario", "acme_open_invoice", "--scenario", "stripe_charge_without_paid_invoice"]
+    completed = _eval(env, "--provider", "offline", "--suite", "stripe", "--scenarios", str(own), "--json", *only)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     result = json.loads(completed.stdout)
     [mine] = [s for s in result["scenarios"] if s["scenario"] == "acme_open_invoice"]
     assert mine["passed"] and mine["scores"]["action_content"] == "1/1", mine
-    assert len(result["scenarios"]) == len(load_scenarios("stripe")) + 1
+    assert [s["scenario"] for s in result["scenarios"]] == ["acme_open_invoice", "stripe_charge_without_paid_invoice"]
     (own / "broken.yaml").write_text(
         "name: broken\nsuite: stripe\nexpect:\n  actions: {stripe_refund_spike: [refund]}\n"
     )
@@ -236,7 +236,8 @@ def test_a_captured_run_becomes_a_scenario_the_eval_runs(
     assert alert.entity in {str(record["id"]) for record in scenario.records}
     assert scenario.root_causes == {"hubspot_deal_without_owner": "crm_data_hygiene"}  # the run's answer, to confirm
     assert "make them the\n# RIGHT answer" in out.read_text()
-    result = _eval(env, "--provider", "offline", "--suite", "hubspot", "--scenarios", str(out.parent), "--json")
+    result = _eval(env, "--provider", "offline", "--suite", "hubspot", "--scenarios", str(out.parent), "--json",
+                   "--scenario", "owner_left_the_deal")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [mine] = [s for s in json.loads(result.stdout)["scenarios"] if s["scenario"] == "owner_left_the_deal"]
     assert mine["passed"], mine
