@@ -44,9 +44,15 @@ def broker_running(settings: Settings, console: Console) -> Iterator[None]:
 
 
 def _workers_answering(timeout_s: float) -> list[str]:
+    """Workers that answer and consume this deployment's queues (a worker of another queue
+    prefix on the same broker answers a ping too, but would never run the demo's steps)."""
     from switchboard.celery_app import app
+    from switchboard.settings import get_settings
 
-    return sorted(name for reply in app.control.ping(timeout=timeout_s) or [] for name in reply)
+    settings = get_settings()
+    wanted = {settings.queue_name(level) for level in QUEUE_LEVELS}
+    consuming = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    return sorted(name for name, queues in consuming.items() if wanted <= {q.get("name") for q in queues or []})
 
 
 @contextlib.contextmanager
