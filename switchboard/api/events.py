@@ -197,11 +197,53 @@ def store_events(events: list[EventIn]) -> list[EventAccepted]:
     return out
 
 
+def ascii_int(value: Any) -> int | None:
+    """An integer written in ASCII digits (a JSON number, or a string of 0-9), else None:
+    `str.isdigit()` also accepts "²" and other digits `int()` refuses."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(body: bytes) -> Any:
+    """A raw body as JSON, or a 400 saying why: not UTF-8, not JSON, NaN or infinite numbers
+    (jsonb cannot hold them), nesting too deep to parse."""
+    try:
+        value = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+        # a lone surrogate (\\ud800) parses but cannot be stored as UTF-8 text
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raise HTTPException(400, "body is not valid JSON: it holds a lone surrogate (\\ud800-\\udfff)") from None
+    except UnicodeDecodeError:
+        raise HTTPException(400, "body is not UTF-8") from None
+    except (json.JSONDecodeError, ValueError) as error:
+        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body: 413 when larger than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    """The request body, read as it streams in: 413 as soon as it passes `limit` bytes (or
+    when Content-Length says it will), before the rest is read."""
+    declared = ascii_int(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

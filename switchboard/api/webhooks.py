@@ -13,68 +13,116 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import time
 from typing import Any
 
 import stripe
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from switchboard.api.events import EventIn, processing, reject_nul, store_events
+from switchboard.api.events import EventIn, ascii_int, load_json, processing, read_body, reject_nul, store_events
 from switchboard.settings import get_settings
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 HUBSPOT_WINDOW_MS = 300_000
+LATEST_S = int(dt.datetime(9998, 12, 31, tzinfo=dt.UTC).timestamp())  # what an event's time may be
+
+
+def _moment(seconds: int, what: str) -> dt.datetime:
+    if not 0 <= seconds <= LATEST_S:
+        raise HTTPException(400, f"{what} is not a Unix time between 1970 and 9998")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _event(**fields: Any) -> EventIn:
+    try:
+        return EventIn(**fields)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise HTTPException(400, f"the event cannot be stored: {where}: {first['msg']}") from None
+
+
+def parse_stripe(body: bytes, signature: str | None, secret: str, tolerance_s: int) -> EventIn:
+    """A signed Stripe webhook body as the event to store, or the 4xx that says why not."""
+    if not signature:
+        raise HTTPException(400, "the Stripe-Signature header is missing")
+    try:
+        stripe.WebhookSignature.verify_header(body.decode("utf-8", errors="replace"), signature, secret, tolerance_s)
+    except stripe.SignatureVerificationError as error:
+        raise HTTPException(400, f"invalid Stripe signature: {error.user_message or error}") from None
+    except (ValueError, TypeError) as error:  # a header the library cannot even split
+        raise HTTPException(400, f"invalid Stripe signature header: {error}") from None
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise HTTPException(400, "not a Stripe event: a JSON object is required")
+    reject_nul(body)
+    if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
+        raise HTTPException(400, "not a Stripe event: id and type are required strings")
+    created = data.get("created")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, int)):
+        raise HTTPException(400, "not a Stripe event: created must be a Unix time (an integer)")
+    occurred = _moment(created, "created") if isinstance(created, int) else None
+    return _event(source="stripe", external_id=data["id"], type=data["type"], payload=data, occurred_at=occurred)
+
+
+def parse_hubspot(
+    body: bytes, signature: str | None, timestamp: str | None, secret: str, method: str, uri: str, now_ms: float
+) -> list[EventIn]:
+    """A signed HubSpot webhook body (an array of events) as the events to store, or the 4xx."""
+    stamp = ascii_int(timestamp)
+    if not signature or stamp is None:
+        raise HTTPException(400, "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (milliseconds) are required")
+    if abs(now_ms - stamp) > HUBSPOT_WINDOW_MS:
+        raise HTTPException(400, "stale HubSpot request: the timestamp is more than 5 minutes away")
+    expected = hubspot_signature(secret, method, uri, body, str(timestamp))
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", errors="replace")):
+        raise HTTPException(400, "invalid HubSpot signature")
+    items = load_json(body)
+    reject_nul(body)
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise HTTPException(400, "not HubSpot events: expected a non-empty array of objects")
+    events = []
+    for index, item in enumerate(items):
+        event_id = item.get("eventId")
+        if isinstance(event_id, bool) or not isinstance(event_id, int | str) or str(event_id) == "":
+            raise HTTPException(400, f"not HubSpot events: [{index}].eventId is required (a number or a string)")
+        kind = item.get("subscriptionType", "unknown")
+        if not isinstance(kind, str) or not kind:
+            raise HTTPException(400, f"not HubSpot events: [{index}].subscriptionType must be a string")
+        occurred_ms = item.get("occurredAt")
+        occurred = None
+        if occurred_ms is not None:
+            value = ascii_int(occurred_ms)
+            if value is None:
+                raise HTTPException(400, f"not HubSpot events: [{index}].occurredAt must be Unix milliseconds")
+            occurred = _moment(value // 1000, f"[{index}].occurredAt")
+        events.append(_event(source="hubspot", external_id=str(event_id), type=kind, occurred_at=occurred,
+                             payload=item))  # fmt: skip
+    return events
+
+
+SIGNATURE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad signature, stale timestamp, or a body that is not a storable event"},
+    413: {"description": "The body exceeds SWITCHBOARD_INGEST_MAX_BODY_BYTES (refused while it is read)"},
+    422: {"description": "The event cannot be stored (a NUL character)"},
+}
 
 
 @router.post(
     "/stripe",
     status_code=202,
-    responses={
-        400: {"description": "Bad signature, stale timestamp or not an event"},
-        422: {"description": "The event cannot be stored (a NUL character)"},
-        403: {"description": "Stripe webhooks are not configured"},
-        413: {"description": "Too large"},
-    },
+    responses={**SIGNATURE_ERRORS, 403: {"description": "Stripe webhooks are not configured"}},
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
     settings = get_settings()
     if settings.stripe_webhook_secret is None:
         raise HTTPException(403, "Stripe webhooks are not configured: set SWITCHBOARD_STRIPE_WEBHOOK_SECRET")
-    body = await request.body()
-    if len(body) > settings.ingest_max_body_bytes:
-        raise HTTPException(413, f"body exceeds the limit of {settings.ingest_max_body_bytes} bytes")
-    signature = request.headers.get("stripe-signature")
-    if not signature:
-        raise HTTPException(400, "the Stripe-Signature header is missing")
-    try:
-        event = stripe.Webhook.construct_event(
-            body.decode("utf-8", errors="replace"),
-            signature,
-            settings.stripe_webhook_secret.get_secret_value(),
-            tolerance=settings.webhook_tolerance_s,
-        )
-    except stripe.SignatureVerificationError as error:
-        raise HTTPException(400, f"invalid Stripe signature: {error.user_message or error}") from None
-    except ValueError as error:
-        raise HTTPException(400, f"not a Stripe event: {error}") from None
-    reject_nul(body)
-    data: dict[str, Any] = json.loads(str(event))
-    if not data.get("id") or not data.get("type"):
-        raise HTTPException(400, "not a Stripe event: id and type are required")
-    created = data.get("created")
-    [accepted] = store_events(
-        [
-            EventIn(
-                source="stripe",
-                external_id=str(data["id"]),
-                type=str(data["type"]),
-                payload=data,
-                occurred_at=dt.datetime.fromtimestamp(int(created), dt.UTC) if isinstance(created, int) else None,
-            )
-        ]
-    )
+    body = await read_body(request, settings.ingest_max_body_bytes)
+    event = parse_stripe(body, request.headers.get("stripe-signature"),
+                         settings.stripe_webhook_secret.get_secret_value(), settings.webhook_tolerance_s)  # fmt: skip
+    [accepted] = store_events([event])
     processing.add([accepted.id] if accepted.id is not None else [])
     return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 202)
 
@@ -88,54 +136,17 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
 @router.post(
     "/hubspot",
     status_code=202,
-    responses={
-        400: {"description": "Bad signature, stale timestamp or not HubSpot events"},
-        422: {"description": "The events cannot be stored (a NUL character)"},
-        403: {"description": "HubSpot webhooks are not configured"},
-        413: {"description": "Too large"},
-    },
+    responses={**SIGNATURE_ERRORS, 403: {"description": "HubSpot webhooks are not configured"}},
 )
 async def hubspot_webhook(request: Request) -> JSONResponse:
     settings = get_settings()
     if settings.hubspot_client_secret is None:
         raise HTTPException(403, "HubSpot webhooks are not configured: set SWITCHBOARD_HUBSPOT_CLIENT_SECRET")
-    body = await request.body()
-    if len(body) > settings.ingest_max_body_bytes:
-        raise HTTPException(413, f"body exceeds the limit of {settings.ingest_max_body_bytes} bytes")
-    signature = request.headers.get("x-hubspot-signature-v3")
-    timestamp = request.headers.get("x-hubspot-request-timestamp", "")
-    if not signature or not timestamp.isdigit():
-        raise HTTPException(400, "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp headers are required")
-    if abs(time.time() * 1000 - int(timestamp)) > HUBSPOT_WINDOW_MS:
-        raise HTTPException(400, "stale HubSpot request: the timestamp is more than 5 minutes away")
-    expected = hubspot_signature(
-        settings.hubspot_client_secret.get_secret_value(), request.method, str(request.url), body, timestamp
-    )
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
-        raise HTTPException(400, "invalid HubSpot signature")
-    reject_nul(body)
-    try:
-        items = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise HTTPException(400, f"body is not valid JSON: {error}") from None
-    if (
-        not isinstance(items, list)
-        or not items
-        or not all(isinstance(i, dict) and i.get("eventId") is not None for i in items)
-    ):
-        raise HTTPException(400, "not HubSpot events: expected a non-empty array of objects with eventId")
-    events = [
-        EventIn(
-            source="hubspot",
-            external_id=str(item["eventId"]),
-            type=str(item.get("subscriptionType") or "unknown"),
-            occurred_at=dt.datetime.fromtimestamp(int(item["occurredAt"]) / 1000, dt.UTC)
-            if str(item.get("occurredAt", "")).isdigit()
-            else None,
-            payload=item,
-        )
-        for item in items
-    ]
+    body = await read_body(request, settings.ingest_max_body_bytes)
+    events = parse_hubspot(
+        body, request.headers.get("x-hubspot-signature-v3"), request.headers.get("x-hubspot-request-timestamp"),
+        settings.hubspot_client_secret.get_secret_value(), request.method, str(request.url), time.time() * 1000,
+    )  # fmt: skip
     accepted = store_events(events)
     processing.add([a.id for a in accepted if a.id is not None])
     return JSONResponse(

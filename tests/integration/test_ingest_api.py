@@ -165,6 +165,51 @@ def test_hubspot_v3_signature(client: TestClient) -> None:
     assert sorted(_stored()) == [("hubspot", "101", "deal.propertyChange"), ("hubspot", "102", "contact.creation")]
 
 
+def test_signed_but_odd_webhook_bodies_get_a_4xx_with_the_reason_and_store_nothing(client: TestClient) -> None:
+    """The bodies and headers that reached a 500 before (issue: hostile input at the edge)."""
+    sign = stripe.WebhookSignature.generate_signature_header
+
+    def stripe_post(body: str, header: str | None = None) -> Any:
+        signature = (header or sign(body, WHSEC)).encode()  # bytes: a header may hold any octet
+        return client.post("/api/webhooks/stripe", content=body, headers={"Stripe-Signature": signature})
+
+    def event(**fields: Any) -> str:
+        return json.dumps({"id": "evt_odd", "object": "event", "type": "charge.failed", "created": 1_700_000_000,
+                           "data": {"object": {"id": "ch_1", "object": "charge"}}, **fields})  # fmt: skip
+
+    odd = {
+        "[]": "a JSON object is required", '"x"': "a JSON object is required", "null": "a JSON object is required",
+        "1": "a JSON object is required", event(id="e" * 256): "external_id", event(type="t" * 129): "type",
+        event(created=253402300800): "created is not a Unix time", event(created=10**13): "created is not a Unix time",
+        event(created=-1): "created is not a Unix time", event(created="1700000000"): "created must be a Unix time",
+        event(id=7): "id and type are required strings", "1e400": "out of range", '{"id": "\\ud800"}': "surrogate",
+    }  # fmt: skip
+    for body, reason in odd.items():
+        answer = stripe_post(body)
+        assert answer.status_code == 400 and reason in answer.json()["detail"], (body[:60], answer.text)
+    assert stripe_post(event(), "t=²,v1=abc").status_code == 400
+    url = "http://localhost/api/webhooks/hubspot"
+
+    def hubspot_post(items: Any, stamp: str | None = None) -> Any:
+        body = json.dumps(items).encode()
+        stamp = stamp or str(int(time.time() * 1000))
+        headers = {"X-HubSpot-Signature-v3": hubspot_signature(HUBSPOT_SECRET, "POST", url, body, stamp),
+                   "X-HubSpot-Request-Timestamp": stamp.encode()}  # fmt: skip
+        return client.post("/api/webhooks/hubspot", content=body, headers=headers)
+
+    assert hubspot_post([{"eventId": 1}], stamp="²").status_code == 400  # isdigit() says yes, int() no
+    cases = {
+        "eventId": [{"eventId": ""}], "external_id": [{"eventId": "e" * 300}],
+        "type": [{"eventId": 2, "subscriptionType": "s" * 129}],
+        "occurredAt is not": [{"eventId": 3, "occurredAt": 10**20}],
+        "occurredAt must be": [{"eventId": 4, "occurredAt": "١٢٣"}],
+    }  # fmt: skip
+    for reason, items in cases.items():
+        answer = hubspot_post(items)
+        assert answer.status_code == 400 and reason in answer.json()["detail"], (items, answer.text)
+    assert _stored() == []
+
+
 def test_openapi_documents_the_routes(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = ("/api/health", "/api/events", "/api/events/batch", "/api/webhooks/stripe", "/api/webhooks/hubspot")
