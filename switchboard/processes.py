@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import sys
+from typing import Any
 
 from switchboard.errors import ConfigurationError
 from switchboard.settings import Settings
 
 CELERY_APP = "switchboard.celery_app:app"
+
+
+def stop_group(process: subprocess.Popen[Any], grace_s: float = 30.0) -> None:
+    """Stop a child started in its own session: SIGTERM its process group (its children too, even
+    when the child itself has exited), SIGKILL the group after ``grace_s``."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the whole group is gone
+        process.wait()
+        return
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -22,7 +22,7 @@ from switchboard.db.records import upsert_records
 from switchboard.db.session import session_scope
 from switchboard.demo.scenarios import EXPECTED, demo_records
 from switchboard.embedded import embedded_broker_answers, start_embedded_redis
-from switchboard.processes import child_env, worker_argv
+from switchboard.processes import child_env, stop_group, worker_argv
 from switchboard.settings import QUEUE_LEVELS, Settings
 
 ALL_SOURCES = ["stripe", "hubspot", "calls"]
@@ -77,12 +77,7 @@ def _worker(settings: Settings, console: Console) -> Iterator[None]:
         console.print(f"started a worker for the demo (pid {process.pid}, log {log_path})")
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def _resolve_earlier_demo_episodes(now: dt.datetime) -> int:

@@ -37,6 +37,7 @@ from switchboard.errors import ConfigurationError, InvalidState, NotFound
 from switchboard.evals.judge import judge_all
 from switchboard.evals.scenarios import Scenario, ScenarioError, load_scenarios
 from switchboard.evals.scoring import Tally, aggregate, below_floors, compare, diff_scenarios, score_scenario
+from switchboard.processes import stop_group
 from switchboard.settings import Settings, get_settings
 
 INTEGRATION_SECRETS = (
@@ -177,7 +178,7 @@ def _run_lanes(
         finally:
             for process, _, log in started:
                 if process.poll() is None:
-                    _stop(process)
+                    stop_group(process)
                 log.close()
         outcomes: list[dict[str, Any]] = []
         for index, (process, work, _) in enumerate(started):
@@ -189,17 +190,6 @@ def _run_lanes(
                 raise EvalError(f"eval lane {index} failed (exit {process.returncode}): {text[-2000:]}")
             outcomes += json.loads(out.read_text())["scenarios"]
         return outcomes
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @dataclass

@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from switchboard.db.queries import TERMINAL_RUN_STATUSES
 from switchboard.db.records import upsert_records
 from switchboard.db.session import get_engine, session_scope
 from switchboard.evals.scenarios import Scenario, load_scenarios
-from switchboard.processes import child_env, worker_argv
+from switchboard.processes import child_env, stop_group, worker_argv
 from switchboard.settings import QUEUE_LEVELS, Settings, get_settings
 from switchboard.tasks.runs import dispatch_insight
 
@@ -193,14 +192,8 @@ class LaneWorker:
             self.start()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_group(self.process)
 
 
 if __name__ == "__main__":

@@ -134,17 +134,12 @@ class AnthropicProvider(LLMProvider):
         limiter = RateLimiter(shared_redis(), self.name, self.model, policy_for(self.name))
 
         def exchange() -> LLMReply:
-            try:
+            def create() -> Any:
                 raw = self._client.messages.with_raw_response.create(**params)
                 limiter.adjust_from_anthropic(dict(raw.headers))
-                response = raw.parse()
-            except anthropic.APIStatusError as error:
-                raise CallFailure(error.status_code, str(error.message), dict(error.response.headers)) from None
-            except (anthropic.APIConnectionError, anthropic.APIResponseValidationError) as error:
-                raise CallFailure(None, f"{type(error).__name__}: {error}") from None
-            except json.JSONDecodeError as error:
-                raise CallFailure(None, f"unreadable response body ({error.msg})") from None
-            return self._reply(response)
+                return raw.parse()
+
+            return self._reply(self._sdk(create))
 
         arguments = {"model": self.model, "purpose": request.purpose, "turn": len(request.messages),
                      "max_tokens": request.max_tokens}  # fmt: skip
@@ -201,6 +196,7 @@ class AnthropicProvider(LLMProvider):
 
     @staticmethod
     def _sdk(fn: Any) -> Any:
+        """``fn()``, an SDK call, with its failures as the resilience layer's CallFailure."""
         try:
             return fn()
         except anthropic.APIStatusError as error:
