@@ -4,8 +4,10 @@ Each accepted event becomes the latest state of the object it describes in `sour
 (what detectors and agent tools read): a Stripe event carries its object (`data.object`); a
 HubSpot webhook names an object and one changed property, merged into the stored object (or,
 with a HubSpot token, the object is re-read live); a call event carries the call. An event is
-processed once: its status goes `received → processed | failed`, under a row lock, so a
-redelivered task skips it.
+processed once: its status goes `received → processed | ignored | failed`, under a row lock,
+so a redelivered task skips it — `ignored` for a well-formed event of a type Switchboard does
+not store (e.g. Stripe's `customer.source.created`, HubSpot's `workflow.enrolled`), `failed`
+for one that does not say what it should (no object, no id); both keep the reason.
 
 Enrichment runs in the same transaction: the customers and calls the changed records touch
 are re-linked (`switchboard/enrichment.py`, table `entity_links`), so an event is never marked
@@ -51,7 +53,11 @@ CALL_DETAIL_KEYS = ("parties", "context", "content", "transcript", "summary")
 
 
 class UnprocessableEvent(ValueError):
-    """The event does not describe an object we store (recorded on the event as its error)."""
+    """The event does not say what it should (no object, no id): stored `failed` with the reason."""
+
+
+class UnsupportedEvent(UnprocessableEvent):
+    """A well-formed event of a type Switchboard does not store: stored `ignored` with the reason."""
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
@@ -72,16 +78,24 @@ def record_for(event: Event, stored: dict[tuple[str, str, str], SourceRecord]) -
     received = event.occurred_at or dt.datetime.now(dt.UTC)
     if event.source == "stripe":
         obj = (payload.get("data") or {}).get("object") if "data" in payload else payload
-        if not isinstance(obj, dict) or not obj.get("id") or obj.get("object") not in STRIPE_OBJECTS:
-            raise UnprocessableEvent(f"Stripe event {event.external_id} carries no supported object")
+        if not isinstance(obj, dict) or not obj.get("id") or not isinstance(obj.get("object"), str):
+            raise UnprocessableEvent(f"Stripe event {event.external_id} carries no object with an id and a type")
+        if obj["object"] not in STRIPE_OBJECTS:
+            raise UnsupportedEvent(
+                f"Stripe event {event.external_id} ({event.type}) is about a {obj['object'][:64]}, "
+                "which Switchboard does not store"
+            )
         return RecordIn("stripe", str(obj["object"]), str(obj["id"]), _timestamp(obj.get("created")) or received, obj)
     if event.source == "hubspot":
         object_type = HUBSPOT_OBJECTS.get(event.type.split(".", 1)[0])
         object_id = payload.get("objectId")
-        if object_type is None or object_id is None:
-            raise UnprocessableEvent(
-                f"HubSpot event {event.external_id} ({event.type}) names no deal, contact or company (or note)"
+        if object_type is None:
+            raise UnsupportedEvent(
+                f"HubSpot event {event.external_id} ({event.type}) is not about a deal, contact, company or note, "
+                "which is all Switchboard stores"
             )
+        if object_id is None:
+            raise UnprocessableEvent(f"HubSpot event {event.external_id} ({event.type}) names no objectId")
         if event.type.endswith(".deletion"):
             return None
         current = stored.get(("hubspot", object_type, str(object_id)))
@@ -144,7 +158,7 @@ def process_events(event_ids: list[int]) -> dict[str, Any]:
     """Turn accepted events into source records, once each, and re-link what they touch;
     returns counts (and the id of the RAG-prep task it queued, if any)."""
     settings = get_settings()
-    counts: dict[str, Any] = {"processed": 0, "failed": 0, "skipped": 0, "links_changed": 0}
+    counts: dict[str, Any] = {"processed": 0, "ignored": 0, "failed": 0, "skipped": 0, "links_changed": 0}
     critical_sources: set[str] = set()
     with session_scope() as session:
         events = list(
@@ -161,8 +175,9 @@ def process_events(event_ids: list[int]) -> dict[str, Any]:
             try:
                 record = record_for(event, stored)
             except UnprocessableEvent as error:
-                event.status, event.error, event.processed_at = "failed", str(error)[:2000], now
-                counts["failed"] += 1
+                status = "ignored" if isinstance(error, UnsupportedEvent) else "failed"
+                event.status, event.error, event.processed_at = status, str(error)[:2000], now
+                counts[status] += 1
                 continue
             if record is not None:
                 upsert_records(session, [record])

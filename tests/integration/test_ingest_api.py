@@ -245,15 +245,28 @@ def test_accepted_events_become_source_records_once(client: TestClient, celery_w
         {"source": "hubspot", "external_id": "hs2", "type": "deal.propertyChange",
          "payload": {"objectId": 77, "propertyName": "dealstage", "propertyValue": "closedwon"}},
         {"source": "hubspot", "external_id": "hs3", "type": "workflow.enrolled", "payload": {"objectId": 5}},
+        {"source": "hubspot", "external_id": "hs4", "type": "deal.propertyChange", "payload": {"propertyName": "x"}},
     ]  # fmt: skip
-    response = client.post("/api/events/batch", json={"events": stripe_events + hubspot_events}, headers=AUTH)
-    assert response.status_code == 202 and response.json()["accepted"] == 6
-    events = _wait_processed(6)
+    other_stripe = [  # a type Switchboard does not store, and one that carries no object at all
+        {"source": "stripe", "external_id": "evt_src", "type": "customer.source.created",
+         "payload": {"id": "evt_src", "type": "customer.source.created",
+                     "data": {"object": {"id": "card_1", "object": "card", "customer": "cus_1"}}}},
+        {"source": "stripe", "external_id": "evt_bare", "type": "charge.failed", "payload": {"id": "evt_bare", "data": {}}},
+    ]  # fmt: skip
+    batch = stripe_events + hubspot_events + other_stripe
+    response = client.post("/api/events/batch", json={"events": batch}, headers=AUTH)
+    assert response.status_code == 202 and response.json()["accepted"] == 9
+    events = _wait_processed(9)
     assert [(e.external_id, e.status) for e in events] == [
         ("evt_dp0", "processed"), ("evt_dp1", "processed"), ("evt_dp2", "processed"),
-        ("hs1", "processed"), ("hs2", "processed"), ("hs3", "failed"),
+        ("hs1", "processed"), ("hs2", "processed"), ("hs3", "ignored"), ("hs4", "failed"),
+        ("evt_src", "ignored"), ("evt_bare", "failed"),
     ]  # fmt: skip
-    assert "names no deal, contact or company" in str(events[-1].error)
+    errors = {e.external_id: str(e.error) for e in events}
+    assert "(workflow.enrolled) is not about a deal, contact, company or note" in errors["hs3"]
+    assert "names no objectId" in errors["hs4"]
+    assert "(customer.source.created) is about a card, which Switchboard does not store" in errors["evt_src"]
+    assert "carries no object with an id and a type" in errors["evt_bare"]
     with session_scope() as session:
         records = {(r.source, r.object_type, r.object_id): r.data for r in session.scalars(select(SourceRecord))}
     assert sorted(records) == [("hubspot", "deal", "77"), ("stripe", "dispute", "dp_0"), ("stripe", "dispute", "dp_1"),
