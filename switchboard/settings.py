@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # --- ingestion API ------------------------------------------------------------------------
     ingest_max_batch_events: int = Field(default=1000, ge=1)
     ingest_max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # A request body must have arrived this long after the request did (else 408): slow senders
+    # do not hold a connection and its buffer for ever.
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
     webhook_tolerance_s: int = Field(default=300, ge=1)  # Stripe-Signature timestamp tolerance
     # Event types that trigger a Watcher scan of their source at once (comma-separated).
     critical_event_types: Annotated[list[str], NoDecode] = Field(

@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from switchboard import __version__
-from switchboard.api import approvals, backfill, dashboard, evals, events, health, metrics, runs, webhooks
-from switchboard.api.security import BrowserGuard
+from switchboard.api import approvals, backfill, contract, dashboard, evals, events, health, metrics, runs, webhooks
+from switchboard.api.security import BodyLimit, BrowserGuard
 from switchboard.errors import InvalidState, NotFound
 from switchboard.settings import get_settings
 
@@ -26,6 +26,7 @@ def create_app() -> FastAPI:
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, on the origin whose
     # localStorage holds the operator key. /openapi.json stays for any viewer or client.
     api = FastAPI(title="Switchboard", version=__version__, docs_url=None, redoc_url=None)
+    api.add_middleware(BodyLimit)  # inside the guard: a foreign Host or cross-site write is refused first
     api.add_middleware(BrowserGuard, allowed_hosts=get_settings().allowed_hosts)
     # what a route names may not exist (404) or not allow the request (409): the error says why
     api.add_exception_handler(NotFound, _answer(404))
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
     api.include_router(evals.router)
     api.include_router(dashboard.router)
     api.include_router(metrics.router)
+    contract.install(api)
     return api
 
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from switchboard import approvals
 from switchboard.api.auth import require_operator
+from switchboard.api.contract import invalid
 from switchboard.db.models import APPROVAL_STATUSES
 from switchboard.tasks import actions
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"], dependencies=[Depends(require_operator)])
 DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a wrong API key"},
-    403: {"description": "An ingest key (this route needs an operator key), or a cross-site browser request"},
     404: {"description": "No such approval"},
     409: {"description": "Already decided"},
 }
@@ -45,14 +44,20 @@ def _view(row: approvals.ApprovalView) -> dict[str, Any]:
     return out
 
 
-@router.get("", responses={401: DECISION_RESPONSES[401], 403: DECISION_RESPONSES[403]})
+@router.get("")
 async def list_approvals(
-    status: str = Query("pending", description="pending, approved, rejected, executed or all"),
+    status: str = Query(
+        "pending",
+        description="Approvals in this status, or all",
+        json_schema_extra={"enum": ["all", *APPROVAL_STATUSES]},
+    ),
     limit: int = Query(100, ge=1, le=500),
 ) -> dict[str, Any]:
     """Approvals, newest first (pending by default)."""
     if status != "all" and status not in APPROVAL_STATUSES:
-        raise HTTPException(422, f"unknown status {status!r}: use all or one of {', '.join(APPROVAL_STATUSES)}")
+        raise invalid(
+            ["query", "status"], f"unknown status {status!r}: use all or one of {', '.join(APPROVAL_STATUSES)}"
+        )
     rows = await run_in_threadpool(approvals.list_approvals, None if status == "all" else status, limit)
     return {"approvals": [_view(row) for row in rows], "count": len(rows)}
 

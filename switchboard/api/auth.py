@@ -18,7 +18,8 @@ import hmac
 from enum import StrEnum
 from functools import lru_cache
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import SecretStr
 
 from switchboard.settings import Settings, get_settings
@@ -114,20 +115,27 @@ def _require(request: Request, scope: KeyScope) -> None:
     raise HTTPException(401, "invalid API key", headers=CHALLENGE)
 
 
-def require_operator(request: Request) -> None:
+# The two ways to present a key, as OpenAPI security schemes (the document's `securitySchemes`
+# and each operation's `security` come from these); `_presented` reads the headers itself.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer <key>")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="X-API-Key: <key>")
+
+
+def require_operator(
+    request: Request, _bearer: object = Security(BEARER), _key: object = Security(API_KEY_HEADER)
+) -> None:
     """FastAPI dependency: an operator key (or, with none configured, a direct loopback client)."""
     _require(request, KeyScope.OPERATOR)
 
 
-def require_ingest(request: Request) -> None:
+def require_ingest(
+    request: Request, _bearer: object = Security(BEARER), _key: object = Security(API_KEY_HEADER)
+) -> None:
     """FastAPI dependency: an ingest key."""
     _require(request, KeyScope.INGEST)
 
 
-def is_operator(request: Request) -> bool:
-    """Whether `require_operator` would let this request through."""
-    try:
-        _require(request, KeyScope.OPERATOR)
-    except HTTPException:
-        return False
-    return True
+def presents_operator_key(request: Request) -> bool:
+    """Whether the request carries a valid operator key (the loopback allowance aside)."""
+    presented = _presented(request)
+    return bool(presented) and _scope_of(presented) is KeyScope.OPERATOR

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_ingest
-from switchboard.api.events import parse_body, read_body, request_body_schema
+from switchboard.api.contract import invalid
+from switchboard.api.events import parse_body, request_body_schema
 from switchboard.db.backfill_jobs import create_job, get_job
 from switchboard.integrations.backfill_sources import configured
 from switchboard.settings import get_settings
@@ -24,8 +25,6 @@ from switchboard.tasks.backfill import dispatch
 from switchboard.utc import as_utc
 
 router = APIRouter(prefix="/api/backfill", tags=["backfill"])
-
-MAX_BODY_BYTES = 4096
 
 
 class BackfillIn(BaseModel):
@@ -84,22 +83,18 @@ def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger:
     response_model=BackfillJobOut,
     status_code=202,
     responses={
-        400: {"description": "Not JSON"},
-        401: {"description": "No or a wrong API key"},
-        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
         409: {"description": "The source's credentials are not configured"},
-        413: {"description": "Body too large"},
         422: {"description": "Unknown source, bad date, or an empty or future window"},
     },
     openapi_extra=request_body_schema(BackfillIn),
 )
 async def post_backfill(request: Request) -> JSONResponse:
     """Start a tracked backfill of one source over a time window (202 with the job)."""
-    body = parse_body(BackfillIn, await read_body(request, MAX_BODY_BYTES))
+    body = parse_body(BackfillIn, await request.body())
     try:
         since, until = window(body.since, body.until, dt.datetime.now(dt.UTC))
     except ValueError as error:
-        raise HTTPException(422, str(error)) from None
+        raise invalid(["body"], str(error)) from None
     if not configured(body.source, get_settings()):
         raise HTTPException(409, f"{body.source} is not configured: its API credentials are not set")
     job_id = await run_in_threadpool(start_backfill, body.source, since, until, "api")
@@ -110,11 +105,7 @@ async def post_backfill(request: Request) -> JSONResponse:
     "/{job_id}",
     dependencies=[Depends(require_ingest)],
     response_model=BackfillJobOut,
-    responses={
-        401: {"description": "No or a wrong API key"},
-        403: {"description": "An operator key (this route needs an ingest key)"},
-        404: {"description": "No such backfill job"},
-    },
+    responses={404: {"description": "No such backfill job"}},
 )
 async def get_backfill(job_id: str = Path(max_length=64)) -> JSONResponse:
     """A backfill job's status, counts and progress."""

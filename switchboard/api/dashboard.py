@@ -46,7 +46,7 @@ async def dashboard_asset(name: str) -> FileResponse:
     return FileResponse(STATIC_DIR / name, media_type=ASSETS[name], headers=NO_STORE)
 
 
-@router.get("/api/dashboard/config", tags=["dashboard"])
+@router.get("/api/dashboard/config", tags=["dashboard"], openapi_extra={"x-uses-database": False})
 async def dashboard_config() -> dict[str, Any]:
     """What the page needs before it can ask for data: whether a key is required (and whether it is
     the local one in the link `switchboard standalone` printed), the refresh period."""

@@ -9,19 +9,18 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_operator
-from switchboard.api.runs import UNAUTHORIZED
 from switchboard.db import queries
 
 router = APIRouter(prefix="/api/evals", tags=["evals"], dependencies=[Depends(require_operator)])
 
 
-@router.get("", responses=UNAUTHORIZED)
+@router.get("")
 async def list_evals(limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
     """The newest eval runs first, with their scores, and the baseline pinned for each suite."""
     return await run_in_threadpool(queries.eval_runs, limit)
 
 
-@router.get("/{eval_run_id}", responses={**UNAUTHORIZED, 404: {"description": "No such eval run"}})
+@router.get("/{eval_run_id}", responses={404: {"description": "No such eval run"}})
 async def get_eval(eval_run_id: str) -> dict[str, Any]:
     """One eval run: scores per suite, and per scenario its outcome, diff and the judge's verdicts."""
     found = await run_in_threadpool(queries.eval_run_detail, eval_run_id)

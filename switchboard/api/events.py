@@ -21,6 +21,7 @@ from sqlalchemy.dialects import sqlite
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_ingest
+from switchboard.api.contract import invalid
 from switchboard.db.models import Event
 from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
@@ -238,20 +239,6 @@ def load_json(body: bytes) -> Any:
         raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, read as it streams in: 413 as soon as it passes `limit` bytes (or
-    when Content-Length says it will), before the rest is read."""
-    declared = ascii_int(request.headers.get("content-length"))
-    if declared is not None and declared > limit:
-        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
 M = TypeVar("M", bound=BaseModel)
 
 # A JSON `\u0000` escape (not an escaped backslash followed by "u0000"): PostgreSQL cannot
@@ -262,7 +249,7 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 def reject_nul(body: bytes) -> None:
     """422 when the JSON body carries a NUL character anywhere."""
     if b"u0000" in body and _NUL_ESCAPE.search(body):
-        raise HTTPException(422, "the body contains a NUL (\\u0000) character, which cannot be stored")
+        raise invalid(["body"], "the body contains a NUL (\\u0000) character, which cannot be stored")
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -288,17 +275,13 @@ def parse_body(model: type[M], body: bytes) -> M:
     status_code=202,
     responses={
         200: {"model": EventAccepted, "description": "A duplicate: accepted, not stored again"},
-        400: {"description": "Not JSON"},
-        401: {"description": "No or a wrong API key"},
-        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
-        413: {"description": "Body too large"},
         422: {"description": "Not a valid event"},
     },
     openapi_extra=request_body_schema(EventIn),
 )
 async def post_event(request: Request) -> JSONResponse:
     """Accept one event (202), or recognise a duplicate (200, `"duplicate": true`)."""
-    event = parse_body(EventIn, await read_body(request, get_settings().ingest_max_body_bytes))
+    event = parse_body(EventIn, await request.body())
     [accepted] = store_events([event])
     processing.add([accepted.id] if accepted.id is not None else [])
     return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 202)
@@ -310,10 +293,7 @@ async def post_event(request: Request) -> JSONResponse:
     response_model=BatchAccepted,
     status_code=202,
     responses={
-        400: {"description": "Not JSON"},
-        401: {"description": "No or a wrong API key"},
-        403: {"description": "An operator key (this route needs an ingest key), or a cross-site browser request"},
-        413: {"description": "Too many events or too large a body"},
+        413: {"description": "Too many events, or too large a body"},
         422: {"description": "An event is not valid: nothing of the batch is stored"},
     },
     openapi_extra=request_body_schema(BatchIn),
@@ -321,7 +301,7 @@ async def post_event(request: Request) -> JSONResponse:
 async def post_batch(request: Request) -> JSONResponse:
     """Accept up to SWITCHBOARD_INGEST_MAX_BATCH_EVENTS events in one set-based write."""
     settings = get_settings()
-    batch = parse_body(BatchIn, await read_body(request, settings.ingest_max_body_bytes))
+    batch = parse_body(BatchIn, await request.body())
     if len(batch.events) > settings.ingest_max_batch_events:
         raise HTTPException(
             413, f"{len(batch.events)} events exceed the batch limit of {settings.ingest_max_batch_events}"

@@ -1,5 +1,5 @@
-"""GET /api/health: ok or degraded for anyone; with an operator key, also the database, the
-broker and the workers that answer.
+"""GET /api/health: ok or degraded for anyone; with an operator key presented (never to a caller
+without one, loopback included), also the database, the broker and the workers that answer.
 
 The broker check and the worker ping (a Celery broadcast that waits 0.5 s for replies) are kept
 for `WORKER_CHECK_TTL_S`: whatever the request rate, a process broadcasts at most once per
@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from switchboard.api.auth import is_operator
+from switchboard.api.auth import presents_operator_key
 from switchboard.db.session import get_engine
 
 router = APIRouter()
@@ -67,15 +68,27 @@ def _check_broker_and_workers() -> tuple[str, list[str]]:
 WORKER_CHECK = _WorkerCheck()
 
 
-@router.get("/api/health")
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str | None = Field(None, description="ok, or the error class (with an operator key only)")
+    broker: str | None = Field(None, description="ok, or the error class (with an operator key only)")
+    workers: list[str] | None = Field(None, description="Workers that answered a ping (with an operator key only)")
+
+
+@router.get(
+    "/api/health",
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses={503: {"model": Health, "description": "Degraded: the database or the broker does not answer"}},
+)
 async def health(request: Request) -> JSONResponse:
     """200 with status ok when database and broker answer; 503 otherwise. Details (database,
-    broker, worker names) only for an operator."""
+    broker, worker names) only with an operator key."""
     database, (broker, workers) = await asyncio.gather(
         asyncio.to_thread(_check_database), asyncio.to_thread(WORKER_CHECK.get)
     )
     ok = database == "ok" and broker == "ok"
-    body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
-    if is_operator(request):
-        body |= {"database": database, "broker": broker, "workers": workers}
-    return JSONResponse(body, status_code=200 if ok else 503)
+    body = Health(status="ok" if ok else "degraded")
+    if presents_operator_key(request):
+        body = Health(status=body.status, database=database, broker=broker, workers=workers)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)

@@ -181,7 +181,7 @@ def render_metrics() -> bytes:
     "/metrics",
     dependencies=[Depends(require_operator)],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {"description": "No or a wrong API key"}},
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics() -> Response:
     """Prometheus metrics of the whole deployment (read from Postgres and Redis at scrape time)."""

@@ -8,43 +8,42 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_operator
+from switchboard.api.contract import invalid
 from switchboard.db import queries
 from switchboard.db.models import RUN_STATUSES
 from switchboard.pipeline import AGENTS
 from switchboard.replay import replay
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a wrong API key"},
-    403: {"description": "An ingest key (this route needs an operator key), or a cross-site browser request"},
-}
 
 
-@router.get("", responses=UNAUTHORIZED)
+@router.get("")
 async def list_runs(
     limit: int = Query(50, ge=1, le=500),
-    agent: str | None = Query(None, description="The last agent the run reached: watcher, analyst or advisor"),
-    status: str | None = Query(None, description="Run status"),
+    agent: str | None = Query(
+        None, description="The last agent the run reached", json_schema_extra={"enum": list(AGENTS)}
+    ),
+    status: str | None = Query(None, description="Run status", json_schema_extra={"enum": list(RUN_STATUSES)}),
     insight_kind: str | None = Query(None, max_length=64, description="The insight kind the run handles"),
 ) -> dict[str, Any]:
     """The newest runs first, optionally filtered by agent, status and insight kind."""
     if agent is not None and agent not in AGENTS:
-        raise HTTPException(422, f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
+        raise invalid(["query", "agent"], f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
     if status is not None and status not in RUN_STATUSES:
-        raise HTTPException(422, f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
+        raise invalid(["query", "status"], f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
     runs = await run_in_threadpool(
         queries.recent_runs, limit, agent=agent, status=status, insight_kind=insight_kind or None
     )
     return {"runs": runs, "count": len(runs), "limit": limit}
 
 
-@router.get("/filters", responses=UNAUTHORIZED)
+@router.get("/filters")
 async def run_filters() -> dict[str, list[str]]:
     """The values the runs list can be filtered by."""
     return await run_in_threadpool(queries.run_filter_options)
 
 
-@router.get("/{run_id}", responses={**UNAUTHORIZED, 404: {"description": "No such run"}})
+@router.get("/{run_id}", responses={404: {"description": "No such run"}})
 async def get_run(run_id: str) -> dict[str, Any]:
     """One run: its steps (timing, usage, payloads, errors), tool calls, decisions, approvals, actions."""
     detail = await run_in_threadpool(queries.run_detail, run_id)
@@ -57,7 +56,6 @@ async def get_run(run_id: str) -> dict[str, Any]:
     "/{run_id}/replay",
     status_code=202,
     responses={
-        **UNAUTHORIZED,
         404: {"description": "No such run"},
         409: {"description": "The run is not failed, or has nothing to replay from"},
     },

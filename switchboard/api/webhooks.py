@@ -19,9 +19,9 @@ from typing import Any
 import stripe
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from switchboard.api.events import EventIn, ascii_int, load_json, processing, read_body, reject_nul, store_events
+from switchboard.api.events import EventAccepted, EventIn, ascii_int, load_json, processing, reject_nul, store_events
 from switchboard.settings import get_settings
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
@@ -105,21 +105,76 @@ def parse_hubspot(
 
 SIGNATURE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad signature, stale timestamp, or a body that is not a storable event"},
-    413: {"description": "The body exceeds SWITCHBOARD_INGEST_MAX_BODY_BYTES (refused while it is read)"},
     422: {"description": "The event cannot be stored (a NUL character)"},
 }
+
+
+def _signed(headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request of a signed webhook: its signature headers and its JSON body."""
+    parameters = [
+        {"name": name, "in": "header", "required": True, "description": description, "schema": {"type": "string"}}
+        for name, description in headers.items()
+    ]
+    return {
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+    }
+
+
+STRIPE_REQUEST = _signed(
+    {"Stripe-Signature": "t=<unix time>,v1=<HMAC-SHA256 of `t.body` with the endpoint's signing secret>"},
+    {
+        "type": "object",
+        "description": "A Stripe event (any type; types Switchboard does not store are kept as `ignored`)",
+        "required": ["id", "type"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 255},
+            "type": {"type": "string", "minLength": 1, "maxLength": 128},
+            "created": {"type": "integer", "minimum": 0, "maximum": LATEST_S},
+            "data": {"type": "object", "properties": {"object": {"type": "object"}}},
+        },
+    },
+)
+HUBSPOT_REQUEST = _signed(
+    {
+        "X-HubSpot-Signature-v3": "base64 HMAC-SHA256 of method + URI + body + timestamp with the app's client secret",
+        "X-HubSpot-Request-Timestamp": "Unix milliseconds, within 5 minutes of now",
+    },
+    {
+        "type": "array",
+        "description": "HubSpot webhook events",
+        "items": {
+            "type": "object",
+            "required": ["eventId", "subscriptionType"],
+            "properties": {
+                "eventId": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                "subscriptionType": {"type": "string", "minLength": 1, "maxLength": 128},
+                "objectId": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                "occurredAt": {"type": "integer", "minimum": 0, "maximum": LATEST_S * 1000},
+                "propertyName": {"type": "string"},
+                "propertyValue": {"type": "string"},
+            },
+        },
+    },
+)
 
 
 @router.post(
     "/stripe",
     status_code=202,
-    responses={**SIGNATURE_ERRORS, 403: {"description": "Stripe webhooks are not configured"}},
+    responses={
+        **SIGNATURE_ERRORS,
+        200: {"model": EventAccepted, "description": "A redelivered event: accepted, not stored again"},
+        202: {"model": EventAccepted, "description": "Accepted"},
+        403: {"description": "Stripe webhooks are not configured"},
+    },
+    openapi_extra=STRIPE_REQUEST,
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
     settings = get_settings()
     if settings.stripe_webhook_secret is None:
         raise HTTPException(403, "Stripe webhooks are not configured: set SWITCHBOARD_STRIPE_WEBHOOK_SECRET")
-    body = await read_body(request, settings.ingest_max_body_bytes)
+    body = await request.body()
     event = parse_stripe(body, request.headers.get("stripe-signature"),
                          settings.stripe_webhook_secret.get_secret_value(), settings.webhook_tolerance_s)  # fmt: skip
     [accepted] = store_events([event])
@@ -133,16 +188,23 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
+class HubSpotAccepted(BaseModel):
+    accepted: int = Field(description="Events stored now")
+    duplicates: int = Field(description="Events stored before (redelivered)")
+
+
 @router.post(
     "/hubspot",
     status_code=202,
+    response_model=HubSpotAccepted,
     responses={**SIGNATURE_ERRORS, 403: {"description": "HubSpot webhooks are not configured"}},
+    openapi_extra=HUBSPOT_REQUEST,
 )
 async def hubspot_webhook(request: Request) -> JSONResponse:
     settings = get_settings()
     if settings.hubspot_client_secret is None:
         raise HTTPException(403, "HubSpot webhooks are not configured: set SWITCHBOARD_HUBSPOT_CLIENT_SECRET")
-    body = await read_body(request, settings.ingest_max_body_bytes)
+    body = await request.body()
     events = parse_hubspot(
         body, request.headers.get("x-hubspot-signature-v3"), request.headers.get("x-hubspot-request-timestamp"),
         settings.hubspot_client_secret.get_secret_value(), request.method, str(request.url), time.time() * 1000,

@@ -289,7 +289,8 @@ def test_backfill_api_starts_a_job_and_reports_its_progress(
     ]  # fmt: skip
     assert [r.status_code for r in bad] == [422, 422, 422, 422, 409, 400]
     assert bad[0].json()["detail"][0]["loc"] == ["source"] and bad[1].json()["detail"][0]["loc"] == ["since"]
-    assert "the window is empty" in bad[2].json()["detail"] and "not in the past" in bad[3].json()["detail"]
+    assert "the window is empty" in bad[2].json()["detail"][0]["msg"]
+    assert "not in the past" in bad[3].json()["detail"][0]["msg"]
     assert "hubspot is not configured" in bad[4].json()["detail"]
     assert _job_count() == 0  # bad input creates nothing
 

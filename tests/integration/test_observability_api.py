@@ -65,7 +65,7 @@ def test_runs_detail_replay_approvals_and_charts(client: TestClient) -> None:
     by_agent = client.get("/api/runs", params={"agent": "watcher"}, headers=AUTH).json()["runs"]
     assert [r["run_id"] for r in by_agent] == [failed_id]  # the failed run stopped at the watcher
     bad = client.get("/api/runs", params={"agent": "janitor"}, headers=AUTH)
-    assert bad.status_code == 422 and "unknown agent 'janitor'" in bad.json()["detail"]
+    assert bad.status_code == 422 and "unknown agent 'janitor'" in bad.json()["detail"][0]["msg"]
     assert set(client.get("/api/runs/filters", headers=AUTH).json()["insight_kind"]) >= {APPROVAL_KIND}
 
     detail = client.get(f"/api/runs/{approval_run}", headers=AUTH).json()
