@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from switchboard import __version__
@@ -25,7 +25,10 @@ def create_app() -> FastAPI:
     """Build the API application (uvicorn calls this with --factory)."""
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, on the origin whose
     # localStorage holds the operator key. /openapi.json stays for any viewer or client.
-    api = FastAPI(title="Switchboard", version=__version__, docs_url=None, redoc_url=None)
+    api = FastAPI(
+        title="Switchboard", version=__version__, docs_url=None, redoc_url=None,
+        dependencies=[Depends(contract.single_valued_query)],
+    )  # fmt: skip
     api.add_middleware(BodyLimit)  # inside the guard: a foreign Host or cross-site write is refused first
     api.add_middleware(BrowserGuard, allowed_hosts=get_settings().allowed_hosts)
     # what a route names may not exist (404) or not allow the request (409): the error says why

@@ -44,7 +44,13 @@ def _view(row: approvals.ApprovalView) -> dict[str, Any]:
     return out
 
 
-@router.get("")
+APPROVAL_LINKS = {
+    "Approve": {"operationId": "approve", "parameters": {"approval_id": "$response.body#/approvals/0/id"}},
+    "Reject": {"operationId": "reject", "parameters": {"approval_id": "$response.body#/approvals/0/id"}},
+}
+
+
+@router.get("", operation_id="list_approvals", responses={200: {"description": "Approvals", "links": APPROVAL_LINKS}})
 async def list_approvals(
     status: str = Query(
         "pending",
@@ -62,14 +68,14 @@ async def list_approvals(
     return {"approvals": [_view(row) for row in rows], "count": len(rows)}
 
 
-@router.post("/{approval_id}/approve", status_code=202, responses=DECISION_RESPONSES)
+@router.post("/{approval_id}/approve", operation_id="approve", status_code=202, responses=DECISION_RESPONSES)
 async def approve(approval_id: ApprovalId) -> dict[str, Any]:
     """Approve a pending action; a worker executes it once (202: queued)."""
     task_id = await run_in_threadpool(actions.approve, approval_id, by="api")
     return {"approval_id": approval_id, "status": "approved", "task_id": task_id}
 
 
-@router.post("/{approval_id}/reject", responses=DECISION_RESPONSES)
+@router.post("/{approval_id}/reject", operation_id="reject", responses=DECISION_RESPONSES)
 async def reject(approval_id: ApprovalId, decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     """Reject a pending action: it will never run."""
     reason = decision.reason if decision else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from switchboard.api.auth import require_ingest
 from switchboard.api.contract import invalid
 from switchboard.api.events import parse_body, request_body_schema
-from switchboard.db.backfill_jobs import create_job, get_job
+from switchboard.db.backfill_jobs import create_job, get_job, recent_jobs
 from switchboard.integrations.backfill_sources import configured
 from switchboard.settings import get_settings
 from switchboard.tasks.backfill import dispatch
@@ -82,7 +82,12 @@ def start_backfill(source: str, since: dt.datetime, until: dt.datetime, trigger:
     dependencies=[Depends(require_ingest)],
     response_model=BackfillJobOut,
     status_code=202,
+    operation_id="start_backfill",
     responses={
+        202: {
+            "description": "The job, queued",
+            "links": {"GetBackfill": {"operationId": "get_backfill", "parameters": {"job_id": "$response.body#/id"}}},
+        },
         409: {"description": "The source's credentials are not configured"},
         422: {"description": "Unknown source, bad date, or an empty or future window"},
     },
@@ -101,10 +106,36 @@ async def post_backfill(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(get_job, job_id), status_code=202)
 
 
+class BackfillJobsOut(BaseModel):
+    jobs: list[BackfillJobOut]
+    count: int
+
+
+@router.get(
+    "",
+    dependencies=[Depends(require_ingest)],
+    response_model=BackfillJobsOut,
+    operation_id="list_backfills",
+    responses={
+        200: {
+            "description": "Backfill jobs, newest first",
+            "links": {
+                "GetBackfill": {"operationId": "get_backfill", "parameters": {"job_id": "$response.body#/jobs/0/id"}}
+            },
+        }
+    },
+)
+async def list_backfills(limit: int = Query(50, ge=1, le=500)) -> JSONResponse:
+    """The newest backfill jobs first (requested, gap-detected and scheduled), with progress."""
+    jobs = await run_in_threadpool(recent_jobs, limit)
+    return JSONResponse({"jobs": jobs, "count": len(jobs)})
+
+
 @router.get(
     "/{job_id}",
     dependencies=[Depends(require_ingest)],
     response_model=BackfillJobOut,
+    operation_id="get_backfill",
     responses={404: {"description": "No such backfill job"}},
 )
 async def get_backfill(job_id: str = Path(max_length=64)) -> JSONResponse:

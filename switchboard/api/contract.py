@@ -17,13 +17,16 @@ module adds what the edge answers for every route, so the document cannot forget
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("switchboard.api")
 
@@ -57,8 +60,13 @@ def invalid(loc: list[str | int], msg: str) -> HTTPException:
     return HTTPException(422, [{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": PROBLEM_REF}}}
+async def single_valued_query(request: Request) -> None:
+    """App dependency: no query parameter given twice (every one is a single value; FastAPI would
+    silently keep the last)."""
+    seen = request.query_params
+    for name in {key for key, _ in seen.multi_items()}:
+        if len(seen.getlist(name)) > 1:
+            raise invalid(["query", name], f"{name} is given {len(seen.getlist(name))} times: give it once")
 
 
 def complete(document: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +106,20 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+async def method_not_allowed(request: Request, error: Exception) -> Response:
+    """405 whose Allow header lists every method the document gives the path (Starlette's names
+    only those of the first route on it, and /api/backfill has a GET and a POST route)."""
+    if not isinstance(error, StarletteHTTPException) or error.status_code != 405:
+        return await http_exception_handler(request, error)  # type: ignore[arg-type]
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    allow = ", ".join(sorted(methods)) or (error.headers or {}).get("Allow", "")
+    detail = f"{request.method} is not allowed here: use {allow}"
+    return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": allow})
+
+
 def install(app: FastAPI) -> None:
     """Serve the completed document at /openapi.json, and answer database failures with 503."""
 
@@ -109,6 +131,7 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     for error in (OperationalError, InterfaceError, ProgrammingError):
         app.add_exception_handler(error, database_unavailable)
 

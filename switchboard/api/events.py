@@ -210,6 +210,17 @@ def ascii_int(value: Any) -> int | None:
     return None
 
 
+def whole_number(value: Any) -> int | None:
+    """A JSON number with no fractional part (`12` or `12.0`, as JSON Schema's "integer"), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):

@@ -16,8 +16,14 @@ from switchboard.replay import replay
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_operator)])
 
+# OpenAPI links: the ids a list returns are what the detail and action routes take.
+RUN_LINKS = {
+    "GetRun": {"operationId": "get_run", "parameters": {"run_id": "$response.body#/runs/0/run_id"}},
+    "ReplayRun": {"operationId": "replay_run", "parameters": {"run_id": "$response.body#/runs/0/run_id"}},
+}
 
-@router.get("")
+
+@router.get("", operation_id="list_runs", responses={200: {"description": "Runs", "links": RUN_LINKS}})
 async def list_runs(
     limit: int = Query(50, ge=1, le=500),
     agent: str | None = Query(
@@ -43,7 +49,7 @@ async def run_filters() -> dict[str, list[str]]:
     return await run_in_threadpool(queries.run_filter_options)
 
 
-@router.get("/{run_id}", responses={404: {"description": "No such run"}})
+@router.get("/{run_id}", operation_id="get_run", responses={404: {"description": "No such run"}})
 async def get_run(run_id: str) -> dict[str, Any]:
     """One run: its steps (timing, usage, payloads, errors), tool calls, decisions, approvals, actions."""
     detail = await run_in_threadpool(queries.run_detail, run_id)
@@ -54,6 +60,7 @@ async def get_run(run_id: str) -> dict[str, Any]:
 
 @router.post(
     "/{run_id}/replay",
+    operation_id="replay_run",
     status_code=202,
     responses={
         404: {"description": "No such run"},

@@ -21,11 +21,21 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from switchboard.api.events import EventAccepted, EventIn, ascii_int, load_json, processing, reject_nul, store_events
+from switchboard.api.events import (
+    EventAccepted,
+    EventIn,
+    ascii_int,
+    load_json,
+    processing,
+    reject_nul,
+    store_events,
+    whole_number,
+)
 from switchboard.settings import get_settings
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 HUBSPOT_WINDOW_MS = 300_000
+MAX_ID = 2**63 - 1
 LATEST_S = int(dt.datetime(9998, 12, 31, tzinfo=dt.UTC).timestamp())  # what an event's time may be
 
 
@@ -60,11 +70,22 @@ def parse_stripe(body: bytes, signature: str | None, secret: str, tolerance_s: i
     reject_nul(body)
     if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
         raise HTTPException(400, "not a Stripe event: id and type are required strings")
-    created = data.get("created")
-    if created is not None and (isinstance(created, bool) or not isinstance(created, int)):
+    inner = data.get("data", {})
+    if not isinstance(inner, dict) or not isinstance(inner.get("object", {}), dict):
+        raise HTTPException(400, "not a Stripe event: data and data.object must be objects")
+    created = whole_number(data.get("created", 0))
+    if created is None:
         raise HTTPException(400, "not a Stripe event: created must be a Unix time (an integer)")
-    occurred = _moment(created, "created") if isinstance(created, int) else None
+    occurred = _moment(created, "created") if "created" in data else None
     return _event(source="stripe", external_id=data["id"], type=data["type"], payload=data, occurred_at=occurred)
+
+
+def _an_id(value: Any) -> str | None:
+    """A HubSpot id as text: a whole number from 0 to 2**63 - 1, or a non-empty string; else None."""
+    number = whole_number(value)
+    if number is not None:
+        return str(number) if 0 <= number <= MAX_ID else None
+    return value if isinstance(value, str) and value != "" else None
 
 
 def parse_hubspot(
@@ -85,20 +106,32 @@ def parse_hubspot(
         raise HTTPException(400, "not HubSpot events: expected a non-empty array of objects")
     events = []
     for index, item in enumerate(items):
-        event_id = item.get("eventId")
-        if isinstance(event_id, bool) or not isinstance(event_id, int | str) or str(event_id) == "":
+        event_id = _an_id(item.get("eventId"))
+        if event_id is None:
             raise HTTPException(400, f"not HubSpot events: [{index}].eventId is required (a number or a string)")
-        kind = item.get("subscriptionType", "unknown")
+        kind = item.get("subscriptionType")
         if not isinstance(kind, str) or not kind:
-            raise HTTPException(400, f"not HubSpot events: [{index}].subscriptionType must be a string")
-        occurred_ms = item.get("occurredAt")
+            raise HTTPException(400, f"not HubSpot events: [{index}].subscriptionType is required (a string)")
+        if "objectId" in item:
+            object_id = _an_id(item["objectId"])
+            if object_id is None or len(object_id) > 255:
+                raise HTTPException(
+                    400, f"not HubSpot events: [{index}].objectId must be a number or a string of up to 255 characters"
+                )
+            if isinstance(item["objectId"], float):  # 128.0 is object 128
+                item = {**item, "objectId": int(object_id)}
+        for name in ("propertyName", "propertyValue"):
+            if not isinstance(item.get(name, ""), str):
+                raise HTTPException(400, f"not HubSpot events: [{index}].{name} must be a string")
         occurred = None
-        if occurred_ms is not None:
-            value = ascii_int(occurred_ms)
+        if "occurredAt" in item:
+            value = whole_number(item["occurredAt"])
             if value is None:
                 raise HTTPException(400, f"not HubSpot events: [{index}].occurredAt must be Unix milliseconds")
+            if value > LATEST_S * 1000:
+                raise HTTPException(400, f"[{index}].occurredAt is not a Unix time between 1970 and 9998")
             occurred = _moment(value // 1000, f"[{index}].occurredAt")
-        events.append(_event(source="hubspot", external_id=str(event_id), type=kind, occurred_at=occurred,
+        events.append(_event(source="hubspot", external_id=event_id, type=kind, occurred_at=occurred,
                              payload=item))  # fmt: skip
     return events
 
@@ -135,6 +168,13 @@ STRIPE_REQUEST = _signed(
         },
     },
 )
+# HubSpot ids are numbers; a string of up to 255 characters is taken too (stored as the event's id)
+_ID = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        {"type": "string", "minLength": 1, "maxLength": 255},
+    ]
+}
 HUBSPOT_REQUEST = _signed(
     {
         "X-HubSpot-Signature-v3": "base64 HMAC-SHA256 of method + URI + body + timestamp with the app's client secret",
@@ -143,14 +183,15 @@ HUBSPOT_REQUEST = _signed(
     {
         "type": "array",
         "description": "HubSpot webhook events",
+        "minItems": 1,
         "items": {
             "type": "object",
             "required": ["eventId", "subscriptionType"],
             "properties": {
-                "eventId": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                "eventId": _ID,
                 "subscriptionType": {"type": "string", "minLength": 1, "maxLength": 128},
-                "objectId": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                "occurredAt": {"type": "integer", "minimum": 0, "maximum": LATEST_S * 1000},
+                "objectId": _ID,
+                "occurredAt": {"type": "integer", "minimum": 0, "maximum": LATEST_S * 1000, "description": "Unix ms"},
                 "propertyName": {"type": "string"},
                 "propertyValue": {"type": "string"},
             },

@@ -89,6 +89,13 @@ def get_job(job_id: str) -> dict[str, Any] | None:
         return job_summary(job) if job is not None else None
 
 
+def recent_jobs(limit: int = 50) -> list[dict[str, Any]]:
+    """The newest backfill jobs first."""
+    with session_scope() as session:
+        rows = session.scalars(select(BackfillJob).order_by(BackfillJob.created_at.desc()).limit(limit))
+        return [job_summary(job) for job in rows]
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     source: str

@@ -17,18 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.api import free_port
 from tests.support.env import child_env
 
 OPERATOR_KEY = "sbo_" + uuid.uuid4().hex
 INGEST_KEY = "sbk_" + uuid.uuid4().hex
 BODY_BYTES = 200 * 1024 * 1024
 CHUNK = b"x" * (1024 * 1024)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_kb(pid: int, field: str) -> int:
@@ -40,7 +35,7 @@ def _rss_kb(pid: int, field: str) -> int:
 
 @pytest.fixture()
 def api(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     env = child_env(
         SWITCHBOARD_DATA_DIR=str(tmp_path), SWITCHBOARD_API_PORT=str(port), SWITCHBOARD_LOG_LEVEL="WARNING",
         SWITCHBOARD_OPERATOR_KEYS=OPERATOR_KEY, SWITCHBOARD_INGEST_KEYS=INGEST_KEY,

@@ -1,68 +1,114 @@
-"""schemathesis against `/openapi.json`: the ingestion routes (health, events, webhooks,
-backfill) answer every generated request — valid and invalid — without a 5xx and with a
-documented status and a body that matches the documented schema."""
+"""schemathesis's own CLI with every check (`--checks all`) over every operation of a real API
+server (uvicorn over TCP, the test Postgres, Redis and an in-process worker): examples, coverage,
+fuzzing and stateful phases, authenticated with the key each operation's scope needs, following
+the document's links (a listed run, approval, eval run or backfill job feeds the routes that take
+its id) over seeded data. Webhook requests are signed by a hook (`tests/support/schemathesis_hooks.py`)
+so valid generated events reach the store. 0 failures."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
-from schemathesis.config import SchemathesisConfig
-from schemathesis.python import asgi
+from sqlalchemy import select
 
 from switchboard.api.app import create_app
+from switchboard.db.backfill_jobs import create_job
+from switchboard.db.models import Approval, EvalResult, EvalRun
+from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
-from tests.support.runs import empty_tables
+from tests.support.api import serve
+from tests.support.observability import run_demo_and_approval_scenario
+from tests.support.runs import empty_tables, failed_run
 
-API_KEY = "sbk_" + uuid.uuid4().hex
-INGESTION_PATHS = r"^/api/(health|events|webhooks|backfill)"
+OPERATOR_KEY = "sbo_" + uuid.uuid4().hex
+INGEST_KEY = "sbk_" + uuid.uuid4().hex
+SECRETS = {
+    "SWITCHBOARD_STRIPE_WEBHOOK_SECRET": "whsec_" + uuid.uuid4().hex,
+    "SWITCHBOARD_HUBSPOT_CLIENT_SECRET": uuid.uuid4().hex,
+}
+REPO = Path(__file__).resolve().parents[2]
 
-# PostgreSQL cannot store NUL in text or jsonb, so the API refuses it with a 422
-# (test_ingest_api covers that); generated strings leave it out, as schemathesis provides for.
-CONFIG = SchemathesisConfig.from_dict({"generation": {"allow-x00": False}})
+CONFIG = f"""
+# PostgreSQL cannot store NUL in text or jsonb, so the API refuses it with a 422 wherever it
+# appears (test_ingest_api covers that); generated strings leave it out, as schemathesis provides for.
+generation.allow-x00 = false
+
+[[operations]]
+include-path-regex = "^/api/(events|backfill)"
+headers = {{ Authorization = "Bearer {INGEST_KEY}" }}
+
+[[operations]]
+include-path-regex = "^/(api/(runs|approvals|evals|dashboard/(charts|queues))|metrics)"
+headers = {{ Authorization = "Bearer {OPERATOR_KEY}" }}
+
+# A backfill window must be in the past and not empty: JSON Schema cannot say "since before
+# until, both before now", so a schema-valid window may get the documented 422 with the reason.
+[[operations]]
+include-path-regex = "^/api/backfill$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+"""
 
 
-def _app_answering_schemathesis_host() -> Any:
-    """The app with schemathesis's test-client host name allowed (the Host allowlist is read
-    when the app is built; nothing else changes)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SWITCHBOARD_ALLOWED_HOSTS", asgi.HOST)
-        get_settings.cache_clear()
-        app = create_app()
+@pytest.fixture()
+def api(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    empty_tables(database_url)
+    for name, value in {"SWITCHBOARD_OPERATOR_KEYS": OPERATOR_KEY, "SWITCHBOARD_INGEST_KEYS": INGEST_KEY,
+                        **SECRETS}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    return app
-
-
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app_answering_schemathesis_host(), config=CONFIG).include(
-    path_regex=INGESTION_PATHS
-)
-
-
-@pytest.fixture(autouse=True)
-def configured(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SWITCHBOARD_INGEST_KEYS", API_KEY)
-    monkeypatch.setenv("SWITCHBOARD_STRIPE_WEBHOOK_SECRET", "whsec_" + uuid.uuid4().hex)
-    monkeypatch.setenv("SWITCHBOARD_HUBSPOT_CLIENT_SECRET", uuid.uuid4().hex)
-    get_settings.cache_clear()
-    yield
+    _seed()
+    with serve(create_app()) as url:
+        yield url
     monkeypatch.undo()
     get_settings.cache_clear()
     empty_tables(database_url)
 
 
-# Schema-valid requests these routes rightly refuse: a webhook needs a signature only the sender
-# can compute, and a backfill window must be in the past and not empty (not expressible in the
-# schema). Every other check runs on them; all checks run on the rest.
-BEYOND_THE_SCHEMA = ("/api/webhooks/stripe", "/api/webhooks/hubspot", "/api/backfill")
+def _seed() -> None:
+    """Runs (one awaiting approval, one failed), 41 pending approvals, an eval run, a backfill job."""
+    run_demo_and_approval_scenario()
+    failed_run()
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        pending = session.scalars(select(Approval).where(Approval.status == "pending")).first()
+        assert pending is not None, "the approval scenario left no pending approval"
+        for n in range(40):  # enough that approving and rejecting in the stateful phase does not run out
+            key = f"{pending.action_key}:seed{n}"
+            session.add(Approval(run_id=pending.run_id, action_key=key, action_type=pending.action_type,
+                                 action=pending.action, risk=pending.risk))  # fmt: skip
+        run = EvalRun(suite="all", provider="offline", status="passed", trigger="manual", started_at=now,
+                      finished_at=now, scores={"by_suite": {}})  # fmt: skip
+        session.add(run)
+        session.flush()
+        session.add(EvalResult(eval_run_id=run.id, scenario="seeded", category="stripe", passed=True, scores={}))
+    create_job("stripe", now - dt.timedelta(days=2), now - dt.timedelta(days=1), trigger="api")
 
 
-@schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_ingestion_api_conforms_to_its_openapi_schema(case: Any) -> None:
-    excluded = [positive_data_acceptance] if case.operation.path in BEYOND_THE_SCHEMA else []
-    case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"}, excluded_checks=excluded)
+def test_every_operation_conforms_to_the_openapi_contract(api: str, tmp_path: Path) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    env = {**os.environ, **SECRETS, "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks",
+           "PYTHONPATH": str(REPO)}  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "run", f"{api}/openapi.json",
+        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "40",
+        "--workers", "2", "--seed", "20261203", "--no-color",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    summary = output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-3000:]
+    (tmp_path / "schemathesis.out").write_text(output)
+    warnings = output[output.find("WARNINGS") : output.find("SUMMARY")] if "WARNINGS" in output else ""
+    print(warnings + summary)
+    assert done.returncode == 0, output[-12000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", summary)
+    assert selected and selected.group(1) == selected.group(2) and int(selected.group(1)) >= 20, summary
+    assert "Stateful" in summary and "Missing test data" not in summary, warnings + summary

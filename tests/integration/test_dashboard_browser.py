@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -33,6 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from switchboard.api.app import create_app
 from switchboard.settings import get_settings
+from tests.support.api import serve
 from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
 from tests.support.runs import empty_tables
 
@@ -53,12 +50,6 @@ def _require_browser() -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class RequestLog:
     """ASGI wrapper that notes each request's method, path and status (what reached the server)."""
 
@@ -75,25 +66,6 @@ class RequestLog:
         await self.app(scope, receive, noting if scope["type"] == "http" else send)
 
 
-@contextmanager
-def _serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """A real uvicorn server in a thread of this process (sharing the test database, broker and
-    in-process worker); yields its base URL."""
-    port = _free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=20)
-
-
 @pytest.fixture()
 def server(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The API with an operator key configured; yields its base URL."""
@@ -101,7 +73,7 @@ def server(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SWITCHBOARD_OPERATOR_KEYS", API_KEY)
     monkeypatch.setenv("SWITCHBOARD_DASHBOARD_REFRESH_S", "1")
     get_settings.cache_clear()
-    with _serve(create_app()) as url:
+    with serve(create_app()) as url:
         yield url
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -260,10 +232,10 @@ def test_a_page_on_another_origin_cannot_approve_reject_replay_or_frame_the_dash
     runs_before = {str(run["run_id"]): run["status"] for run in recent_runs()}
 
     api = RequestLog(create_app())
-    with _serve(api) as api_url:
+    with serve(api) as api_url:
         page = ATTACK_PAGE.format(api=api_url, approval=pending.id, failed_run=broken)
         attacker = Starlette(routes=[Route("/", lambda request: HTMLResponse(page))])
-        with _serve(attacker) as attacker_url:
+        with serve(attacker) as attacker_url:
             attacker_origin = attacker_url.replace("127.0.0.1", "localhost")  # another site: localhost vs 127.0.0.1
             browser.get(attacker_origin + "/")
             _wait(browser).until(lambda d: d.execute_script("return Object.values(window.done).every(Boolean)"))
@@ -307,7 +279,7 @@ def test_the_printed_link_hands_the_local_key_to_the_dashboard_and_leaves_the_ad
     key = env["SWITCHBOARD_LOCAL_OPERATOR_KEY"]
     monkeypatch.setenv("SWITCHBOARD_LOCAL_OPERATOR_KEY", key)
     get_settings.cache_clear()
-    with _serve(create_app()) as url:
+    with serve(create_app()) as url:
         assert httpx.get(f"{url}/api/runs").status_code == 401  # loopback alone no longer suffices
         browser.get(url + link[link.index("/dashboard") :])
         _wait(browser).until(lambda d: "No runs" in d.find_element(By.ID, "runs-table").text)

@@ -199,10 +199,14 @@ def test_signed_but_odd_webhook_bodies_get_a_4xx_with_the_reason_and_store_nothi
 
     assert hubspot_post([{"eventId": 1}], stamp="²").status_code == 400  # isdigit() says yes, int() no
     cases = {
-        "eventId": [{"eventId": ""}], "external_id": [{"eventId": "e" * 300}],
+        "eventId": [{"eventId": "", "subscriptionType": "deal.creation"}],
+        "external_id": [{"eventId": "e" * 300, "subscriptionType": "deal.creation"}],
         "type": [{"eventId": 2, "subscriptionType": "s" * 129}],
-        "occurredAt is not": [{"eventId": 3, "occurredAt": 10**20}],
-        "occurredAt must be": [{"eventId": 4, "occurredAt": "١٢٣"}],
+        "subscriptionType is required": [{"eventId": 5}],
+        "occurredAt is not": [{"eventId": 3, "subscriptionType": "deal.creation", "occurredAt": 10**20}],
+        "occurredAt must be": [{"eventId": 4, "subscriptionType": "deal.creation", "occurredAt": "١٢٣"}],
+        "objectId must be": [{"eventId": 6, "subscriptionType": "deal.creation", "objectId": -1}],
+        "propertyValue must be": [{"eventId": 7, "subscriptionType": "deal.creation", "propertyValue": {}}],
     }  # fmt: skip
     for reason, items in cases.items():
         answer = hubspot_post(items)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from switchboard.api.app import create_app
@@ -23,3 +28,28 @@ def api_client(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[Tes
         yield client
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """A real uvicorn server in a thread of this process (sharing the test database, broker and
+    in-process worker); yields its base URL."""
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uvicorn_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=20)

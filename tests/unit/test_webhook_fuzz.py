@@ -55,10 +55,11 @@ stripe_event = st.fixed_dictionaries(
               "data": st.one_of(clean, clean, st.dictionaries(odd_text, value, max_size=3))},
 )  # fmt: skip
 hubspot_item = st.fixed_dictionaries(
-    {"eventId": st.one_of(st.integers(min_value=0), plain, odd_number, odd_text, st.none())},
-    optional={"subscriptionType": st.one_of(plain, plain, odd_text, odd_number, st.none()),
-              "occurredAt": st.one_of(stamp.map(lambda s: s * 1000), stamp, odd_number, odd_text, st.none()),
-              "objectId": st.one_of(odd_number, odd_text), "propertyName": odd_text},
+    {"eventId": st.one_of(st.integers(min_value=0), plain, odd_number, odd_text, st.none()),
+     "subscriptionType": st.one_of(plain, plain, plain, odd_text, odd_number, st.none())},
+    optional={"occurredAt": st.one_of(stamp.map(lambda s: s * 1000), stamp, odd_number, odd_text, st.none()),
+              "objectId": st.one_of(st.integers(min_value=0), st.integers(min_value=0), odd_number, odd_text),
+              "propertyName": st.one_of(plain, plain, odd_text, odd_number)},
 )  # fmt: skip
 
 
