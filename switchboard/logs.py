@@ -60,6 +60,10 @@ class TaskContextFilter(logging.Filter):
         data = getattr(record, "data", None)
         if getattr(record, "task_id", None) is None and isinstance(data, dict) and data.get("id"):
             record.task_id = str(data["id"])
+        # An expected failure ("raised expected", at INFO) is one line: Celery still hands its
+        # traceback along in `data`, which says nothing the reason does not.
+        if isinstance(data, dict) and "traceback" in data and record.levelno < logging.ERROR:
+            record.data = {key: value for key, value in data.items() if key != "traceback"}
         return True
 
 

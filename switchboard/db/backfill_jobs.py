@@ -168,12 +168,18 @@ def commit_page(job_id: str, seen: JobSnapshot, page: Page) -> list[int] | None:
     return new_ids
 
 
+def _reason(error: BaseException) -> str:
+    """What a failed job says: our own permanent errors are worded for people; anything else
+    keeps its class name."""
+    return str(error) if isinstance(error, Permanent) else f"{type(error).__name__}: {error}"
+
+
 def fail_job(job_id: str, error: BaseException) -> None:
     with session_scope() as session:
         session.execute(
             update(BackfillJob)
             .where(BackfillJob.id == job_id, BackfillJob.status.in_(OPEN_STATUSES))
-            .values(status="failed", error=scrub(f"{type(error).__name__}: {error}")[:2000],
+            .values(status="failed", error=scrub(_reason(error))[:2000],
                     finished_at=dt.datetime.now(dt.UTC))
         )  # fmt: skip
 

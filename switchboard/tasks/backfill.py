@@ -35,6 +35,7 @@ from celery import Task
 from switchboard.celery_app import app
 from switchboard.db import backfill_jobs
 from switchboard.db.backfill_jobs import SOURCES, commit_page, create_job, fail_job, get_job, open_job, start_job
+from switchboard.errors import ConfigurationError, Permanent
 from switchboard.integrations.backfill_sources import Missing, Source, configured, source_for
 from switchboard.integrations.resilience import CallContext
 from switchboard.settings import Settings, get_settings
@@ -61,7 +62,11 @@ def advance(job_id: str, max_pages: int, context: CallContext | None = None) -> 
         seen = start_job(job_id)
         if seen is None:
             return True, committed
-        source = source or source_for(seen.source, settings, context)
+        if source is None:
+            try:
+                source = source_for(seen.source, settings, context)
+            except ConfigurationError as error:  # the API or CLI that started it had the key; this worker has not
+                raise Permanent(f"this worker cannot read {seen.source}: {error} in the workers' environment") from None
         page = source.page(seen.start, seen.end, seen.cursor)
         new_ids = commit_page(job_id, seen, page)
         if new_ids is None:

@@ -83,6 +83,9 @@ class SwitchboardTask(Task):  # type: ignore[misc]
 
     abstract = True
     retry_unexpected: ClassVar[bool] = False
+    # Expected failures: Celery records them as failed and logs one line, not an error with a
+    # traceback ("raised unexpected"); the reason is stored by the hooks (or the job).
+    throws = (Permanent, ConfigurationError)
 
     def soft_time_limit_s(self) -> float | None:
         """This delivery's soft limit: the tightest of the message's, the task's and the app's."""

@@ -347,3 +347,27 @@ def test_backfill_cli_shows_progress_and_rejects_bad_input(
     assert f"done: {TOTAL} fetched, 300 stored, {TOTAL - 300} already stored" in done.stdout
     assert "100%" in done.stderr  # the progress bar reached the end
     assert len(_stripe_ids()) == TOTAL
+
+
+def test_a_cli_backfill_on_a_worker_without_the_key_fails_with_the_reason_and_no_traceback(
+    fake_stripe: FakeStripe, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    prefix = f"k{uuid.uuid4().hex[:6]}."
+    cli_env = worker_env(database_url, redis_url, tmp_path, prefix=prefix, SWITCHBOARD_STRIPE_API_KEY=API_KEY,
+                         SWITCHBOARD_STRIPE_API_BASE=fake_stripe.url)  # fmt: skip
+    worker_without_key = {k: v for k, v in cli_env.items() if k != "SWITCHBOARD_STRIPE_API_KEY"}
+    log = tmp_path / "worker.log"
+    worker = _worker(worker_without_key, log)
+    try:
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+        done = _cli(cli_env, "--source", "stripe", "--since", since)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    assert done.returncode == 1, done.stdout + done.stderr
+    reason = "this worker cannot read stripe: SWITCHBOARD_STRIPE_API_KEY is not set in the workers' environment"
+    assert reason in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    worker_log = log.read_text()
+    assert "raised unexpected" not in worker_log and "Traceback" not in worker_log, worker_log[-3000:]
+    assert reason in worker_log  # the worker's one line says why
