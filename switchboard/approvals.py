@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from sqlalchemy import select
 
-from switchboard.contracts import Action
+from switchboard.contracts import Action, describe_action
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import Approval
 from switchboard.db.session import get_for_update, session_scope
@@ -31,8 +31,7 @@ class ApprovalView:
 
 
 def _summary(approval: Approval) -> str:
-    action = approval.action or {}
-    return str(action.get("subject") or action.get("summary") or action.get("reason") or approval.action_type)[:200]
+    return describe_action(approval.action_type, approval.action)
 
 
 def list_approvals(status: str | None = "pending", limit: int = 100) -> list[ApprovalView]:

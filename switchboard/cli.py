@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from switchboard.cli_output import errors, fail, stdout, table
 from switchboard.errors import ConfigurationError
 from switchboard.settings import EVAL_RATE_METRICS, QUEUE_LEVELS, Settings, get_settings
 
@@ -24,7 +25,24 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True, soft_wrap=True)  # error lines stay whole for scripts
+console = errors
+
+
+def _version(value: bool) -> None:
+    if value:
+        from switchboard import __version__
+
+        typer.echo(f"switchboard {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Orchestrate the Watcher, Analyst and Advisor agents on Celery."""
 
 
 def _settings() -> Settings:
@@ -215,7 +233,7 @@ def runs(
     if as_json:
         typer.echo(json.dumps(rows))
     else:
-        render_runs(rows, Console(), f"Last {len(rows)} runs")
+        render_runs(rows, stdout(), f"Last {len(rows)} runs")
 
 
 def _ms(value: object) -> str:
@@ -238,12 +256,8 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
     )
     if run["error"]:
         console.print(f"[red]error:[/red] {run['error']}", highlight=False)
-    from rich.table import Table
-
-    steps = Table(title="Steps")
-    for column in ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out",
-                   "cache read/write", "provider", "error"):  # fmt: skip
-        steps.add_column(column)
+    steps = table("Steps", ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out",
+                            "cache read/write", "provider", "error"))  # fmt: skip
     for step in run["steps"]:
         steps.add_row(
             step["step"], step["status"], str(step["attempt"]), str(step["retries"]), _ms(step["queue_wait_ms"]),
@@ -252,9 +266,7 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
             str(step["error"] or ""),
         )  # fmt: skip
     console.print(steps)
-    calls = Table(title="Tool calls")
-    for column in ("tool", "step", "status", "attempts", "latency ms", "error"):
-        calls.add_column(column)
+    calls = table("Tool calls", ("tool", "step", "status", "attempts", "latency ms", "error"))
     for call in run["tool_calls"]:
         error = f"{call['error_class']}: {call['error_message']}" if call["error_class"] else ""
         calls.add_row(
@@ -263,13 +275,11 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
         )  # fmt: skip
     console.print(calls if run["tool_calls"] else "no tool calls")
     if run["approvals"]:
-        approvals = Table(title="Approvals")
-        for column in ("id", "action", "risk", "status", "decided by"):
-            approvals.add_column(column)
+        approvals = table("Approvals", ("id", "action", "risk", "status", "decided by", "summary"))
         for approval in run["approvals"]:
             approvals.add_row(
                 str(approval["id"]), approval["action_type"], approval["risk"], approval["status"],
-                str(approval["decided_by"] or ""),
+                str(approval["decided_by"] or ""), str(approval.get("summary") or ""),
             )  # fmt: skip
         console.print(approvals)
     actions = ", ".join(f"{a['action_type']} ({a['status']})" for a in run["actions"]) or "none"
@@ -278,21 +288,26 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
 
 @runs_cli.command("show")
 def runs_show(
-    run_id: str,
+    run_id: Annotated[str, typer.Argument(help="a run (its id, or any unique prefix of it)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON")] = False,
 ) -> None:
     """One run: its steps (timing, usage, errors), tool calls, approvals and executed actions."""
+    from switchboard.db.ids import resolve
+    from switchboard.db.models import AgentRun
     from switchboard.db.queries import run_detail
+    from switchboard.errors import InvalidState, NotFound
 
     _settings()
-    detail = run_detail(run_id)
+    try:
+        detail = run_detail(resolve(AgentRun, run_id, "run"))
+    except (NotFound, InvalidState) as error:
+        raise fail(str(error), 1) from None
     if detail is None:
-        console.print(f"[red]switchboard:[/red] no run {run_id}", highlight=False)
-        raise typer.Exit(1)
+        raise fail(f"no run {run_id}", 1)
     if as_json:
         typer.echo(json.dumps(detail, default=str))
     else:
-        render_run_detail(detail, Console())
+        render_run_detail(detail, stdout())
 
 
 @cli.command("dead-letters")
@@ -322,10 +337,14 @@ def dead_letters_command(
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    for item in rows:
-        typer.echo(f"{item['received_at']}  {item['task_name'] or '-':32} {item['queue'] or '-':20} {item['reason']}")
     if not rows:
         typer.echo("no dead letters")
+        return
+    out = table(f"{len(rows)} dead letters", ("received", "task", "queue", "task id", "reason"))
+    for item in rows:
+        out.add_row(str(item["received_at"]), str(item["task_name"] or "-"), str(item["queue"] or "-"),
+                    str(item["task_id"] or "-"), str(item["reason"]))  # fmt: skip
+    stdout().print(out)
 
 
 @cli.command()
@@ -341,24 +360,30 @@ def failures(
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    for row in rows:
-        typer.echo(f"{row['run_id']}  {row['insight_kind'] or '-':36} {row['failed_step'] or '-':8} {row['error']}")
     if not rows:
         typer.echo("no failed runs")
+        return
+    out = table(f"{len(rows)} failed runs", ("run", "insight", "failed step", "error"))
+    for row in rows:
+        out.add_row(str(row["run_id"]), str(row["insight_kind"] or "-"), str(row["failed_step"] or "-"),
+                    str(row["error"]))  # fmt: skip
+    stdout().print(out)
 
 
 @cli.command()
-def replay(run_id: str) -> None:
+def replay(run_id: Annotated[str, typer.Argument(help="a failed run (its id, or any unique prefix of it)")]) -> None:
     """Re-run a failed run from its failed step; finished steps and executed actions are not repeated."""
+    from switchboard.db.ids import resolve
+    from switchboard.db.models import AgentRun
     from switchboard.errors import InvalidState, NotFound
     from switchboard.replay import replay as replay_run
 
     _settings()
     try:
+        run_id = resolve(AgentRun, run_id, "run")
         step = replay_run(run_id)
     except (NotFound, InvalidState) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"run {run_id} queued again from its {step} step")
 
 
@@ -397,14 +422,12 @@ def eval_command(
     from switchboard.evals.scenarios import ScenarioError, load_scenarios
 
     if provider not in (None, "offline", "anthropic", "gemini"):
-        console.print(f"[red]switchboard:[/red] unknown provider {provider!r}: use offline, anthropic or gemini")
-        raise typer.Exit(2)
+        raise fail(f"unknown provider {provider!r}: use offline, anthropic or gemini", 2)
     settings = _settings()
     try:
         load_scenarios(suite, extra=scenarios or settings.eval_scenarios_dir)  # malformed files: before any work
     except ScenarioError as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(error), 2) from None
     from switchboard.db import migrate
 
     migrate.upgrade(settings.database_url)
@@ -414,24 +437,20 @@ def eval_command(
         with broker_running(settings, console):
             result = run_eval(suite=suite, provider=provider, scenario_dir=scenarios, batch=batch, only=only)
     except (EvalError, ScenarioError) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(error), 2) from None
     if as_json:
         typer.echo(json.dumps(result.as_dict(), default=str))
         raise typer.Exit(result.exit_code)
-    from rich.table import Table
-
-    out = Console() if sys.stdout.isatty() else Console(width=250)  # piped: whole names and paths
+    out = stdout()
     changes = {item["scenario"]: item for item in result.diff}
-    table = Table(title=f"Eval {result.eval_run_id}: {result.provider}/{result.model}, {result.seconds:.1f} s")
-    for column in ("scenario", "suite", "result", "vs baseline", "problems"):
-        table.add_column(column, overflow="fold")
+    title = f"Eval {result.eval_run_id}: {result.provider}/{result.model}, {result.seconds:.1f} s"
+    outcome = table(title, ("scenario", "suite", "result", "vs baseline", "problems"))
     for item in result.results:
         verdict = "[green]pass[/green]" if item["passed"] else "[red]FAIL[/red]"
         change = changes[item["scenario"]]["change"]
         shown = {"regressed": "[red]regressed[/red]", "improved": "[green]improved[/green]"}.get(change, change)
-        table.add_row(item["scenario"], item["suite"], verdict, shown, "; ".join(item["problems"]))
-    out.print(table)
+        outcome.add_row(item["scenario"], item["suite"], verdict, shown, "; ".join(item["problems"]))
+    out.print(outcome)
     for name, values in [("all", result.scores), *result.by_suite.items()]:
         rates = " ".join(f"{key}={values[key]}" for key in (*EVAL_RATE_METRICS, "forbidden_actions"))
         out.print(f"{name}: {rates} passed={values['scenarios_passed']}/{values['scenarios']}", highlight=False)
@@ -466,13 +485,11 @@ def eval_capture(
 
     _settings()
     if out is not None and out.suffix not in (".yaml", ".yml"):
-        console.print(f"[red]switchboard:[/red] {out}: a scenario file ends in .yaml", highlight=False)
-        raise typer.Exit(2)
+        raise fail(f"{out}: a scenario file ends in .yaml", 2)
     try:
         path, warnings = capture(run_id, out)
     except (NotFound, InvalidState) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"wrote {path}: set its expect section to the right answer, then run "
                f"`switchboard eval --scenarios {path.parent}`")  # fmt: skip
     for warning in warnings:
@@ -497,8 +514,7 @@ def baseline_set(
     try:
         row = pin_baseline(eval_run_id, by=by)
     except (NotFound, InvalidState) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"baseline of suite {row.suite} is now eval run {row.id} ({row.provider}/{row.model}), pinned by {by}")
 
 
@@ -548,10 +564,14 @@ def approvals_list(
     if as_json:
         typer.echo(json.dumps([asdict(row) for row in rows], default=str))
         return
-    for row in rows:
-        typer.echo(f"{row.id:>5}  {row.status:9} {row.risk:6} {row.action_type:28} run {row.run_id[:8]}  {row.summary}")
     if not rows:
         typer.echo(f"no {status} approvals")
+        return
+    out = table(f"{len(rows)} {status} approvals", ("id", "status", "risk", "action", "run", "created", "what and why"))
+    for row in rows:
+        out.add_row(str(row.id), row.status, row.risk, row.action_type, row.run_id,
+                    f"{row.created_at:%Y-%m-%d %H:%M}", row.summary)  # fmt: skip
+    stdout().print(out)
 
 
 @approvals_cli.command("approve")
@@ -564,8 +584,7 @@ def approvals_approve(approval_id: int) -> None:
     try:
         task_id = approve(approval_id)
     except (NotFound, InvalidState) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"approval {approval_id} approved; execution queued (task {task_id})")
 
 
@@ -581,8 +600,7 @@ def approvals_reject(
     try:
         reject(approval_id, reason=reason)
     except (NotFound, InvalidState) as error:
-        console.print(f"[red]switchboard:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"approval {approval_id} rejected")
 
 

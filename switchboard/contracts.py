@@ -209,3 +209,33 @@ def parse_contract(model: type[ContractT], payload: Any, *, where: str) -> Contr
             f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
         )
         raise ContractViolation(f"{where}: payload is not a valid {model.__name__} ({problems})") from None
+
+
+def _refs(refs: Any) -> str:
+    items = refs if isinstance(refs, list) else [refs]
+    return ", ".join(f"{r.get('source')} {r.get('type')} {r.get('id')}" for r in items if isinstance(r, dict)) or "-"
+
+
+def describe_action(action_type: str, action: dict[str, Any] | None) -> str:
+    """What an action will do, to whom, and why — in full (the CLI, the API and the dashboard
+    show this for every approval)."""
+    a = action or {}
+    why = f" — why: {a['reason']}" if a.get("reason") else ""
+    if action_type == "create_hubspot_task":
+        due = f", due in {a.get('due_in_days', 2)} days"
+        on = f" on {_refs(a['associated'])}" if a.get("associated") else ""
+        body = f": {a['body']}" if a.get("body") else ""
+        owner = a.get("owner_id") or "unassigned"
+        return f"create HubSpot task “{a.get('subject')}” for owner {owner}{due}{on}{body}{why}"
+    if action_type == "draft_customer_message":
+        return f"draft a message to {_refs(a.get('recipient'))}, “{a.get('subject')}”: {a.get('body')}{why}"
+    if action_type == "flag_finance_review":
+        amount = a.get("amount_cents")
+        money = f" ({amount / 100:,.2f} {str(a.get('currency') or '').upper()})".rstrip() if amount is not None else ""
+        on = f" on {_refs(a['entities'])}" if a.get("entities") else ""
+        return f"flag for finance review{money}{on}: {a.get('summary')}{why}"
+    if action_type == "open_stripe_dispute_review":
+        return f"open a review of Stripe disputes {', '.join(a.get('dispute_ids') or [])}: {a.get('summary')}{why}"
+    if action_type == "no_action":
+        return f"no action{why}"
+    return f"{action_type}{why}"

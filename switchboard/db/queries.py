@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
+from switchboard.contracts import describe_action
 from switchboard.db.models import (
     ActionExecution,
     AgentConversation,
@@ -207,6 +208,7 @@ def run_detail(run_id: str) -> dict[str, Any] | None:
                         "risk": a.risk,
                         "status": a.status,
                         "action": a.action,
+                        "summary": describe_action(a.action_type, a.action),
                         "decided_at": _iso(a.decided_at),
                         "decided_by": a.decided_by,
                         "reason": a.reason,

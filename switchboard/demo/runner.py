@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
 
+from switchboard.cli_output import table
 from switchboard.db import migrate
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import ProactiveInsight
@@ -107,20 +107,20 @@ def _still_new(insight_ids: list[int]) -> list[int]:
 
 def render_runs(runs: list[dict[str, object]], console: Console, title: str) -> None:
     """The run table (run, insight, status, latency, tokens, provider, actions)."""
-    table = Table(title=title)
-    for column in ("run", "insight", "status", "latency ms", "tokens in/out", "provider", "actions", "error"):
-        table.add_column(column)
+    runs_table = table(
+        title, ("run", "insight", "status", "latency ms", "tokens in/out", "provider", "actions", "error")
+    )
     for run in runs:
         actions = f"{run['actions_executed']} done"
         if run["actions_awaiting_approval"]:
             actions += f", {run['actions_awaiting_approval']} awaiting approval"
-        table.add_row(
-            str(run["run_id"])[:8], str(run["insight_kind"]), str(run["status"]),
+        runs_table.add_row(
+            str(run["run_id"]), str(run["insight_kind"]), str(run["status"]),
             "" if run["latency_ms"] is None else f"{run['latency_ms']:.0f}",
             f"{run['tokens_in']}/{run['tokens_out']}", str(run["provider"] or ""), actions,
-            str(run["error"] or "")[:60],
+            str(run["error"] or ""),
         )  # fmt: skip
-    console.print(table)
+    console.print(runs_table)
 
 
 def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console | None = None) -> int:

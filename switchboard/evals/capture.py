@@ -20,9 +20,10 @@ import yaml
 from sqlalchemy import select, tuple_
 
 from switchboard.agents.detectors import Facts, Record, run_detectors
+from switchboard.db.ids import resolve
 from switchboard.db.models import AgentRun, AgentStep, SourceRecord
 from switchboard.db.session import session_scope
-from switchboard.errors import InvalidState, NotFound
+from switchboard.errors import InvalidState
 from switchboard.evals.scenarios import ScenarioError, load_scenario_file
 
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -54,12 +55,8 @@ def _relative(value: Any, anchor: dt.datetime) -> Any:
 def capture(run_id: str, out: Path | None = None) -> tuple[Path, list[str]]:
     """Write the scenario file; returns its path and the warnings for the person completing it."""
     with session_scope() as session:
-        runs = session.scalars(select(AgentRun).where(AgentRun.id.startswith(run_id))).all()
-        if not runs:
-            raise NotFound(f"no run {run_id}")
-        if len(runs) > 1:
-            raise InvalidState(f"{run_id} names {len(runs)} runs: give more of the id")
-        [run] = runs
+        run = session.get(AgentRun, resolve(AgentRun, run_id, "run", session))
+        assert run is not None
         alert = (run.input or {}).get("alert")
         if not isinstance(alert, dict) or "entity" not in alert:
             raise InvalidState(f"run {run.id} holds no alert to capture")

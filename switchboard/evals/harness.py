@@ -31,9 +31,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from switchboard.db import runs as lifecycle
+from switchboard.db.ids import resolve
 from switchboard.db.models import EvalResult, EvalRun
 from switchboard.db.session import session_scope
-from switchboard.errors import ConfigurationError, InvalidState, NotFound
+from switchboard.errors import ConfigurationError, InvalidState
 from switchboard.evals.judge import judge_all
 from switchboard.evals.scenarios import Scenario, ScenarioError, load_scenarios
 from switchboard.evals.scoring import Tally, aggregate, below_floors, compare, diff_scenarios, score_scenario
@@ -80,12 +81,8 @@ def pinned_baseline(session: Any, suite: str) -> Baseline | None:
 def pin_baseline(eval_run_id: str, *, by: str, now: dt.datetime | None = None) -> EvalRun:
     """Make a finished eval run its suite's baseline (the previous one is unpinned)."""
     with session_scope() as session:
-        matches = session.scalars(select(EvalRun).where(EvalRun.id.startswith(eval_run_id))).all()
-        if not matches:
-            raise NotFound(f"no eval run {eval_run_id}")
-        if len(matches) > 1:
-            raise InvalidState(f"{eval_run_id} names {len(matches)} eval runs: give more of the id")
-        [row] = matches
+        row = session.get(EvalRun, resolve(EvalRun, eval_run_id, "eval run", session))
+        assert row is not None
         if row.status != "done":
             raise InvalidState(f"eval run {row.id} is {row.status}: only a finished run can be the baseline")
         session.execute(update(EvalRun).where(EvalRun.suite == row.suite, EvalRun.id != row.id).values(

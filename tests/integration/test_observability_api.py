@@ -307,9 +307,25 @@ def _switchboard(*args: str, **extra_env: str) -> subprocess.CompletedProcess[st
 def test_cli_runs_table_and_runs_show(client: TestClient) -> None:
     runs = run_demo_and_approval_scenario()
     approval_run = next(str(r["run_id"]) for r in runs if r["insight_kind"] == APPROVAL_KIND)
-    table = _switchboard("runs")
+    table = _switchboard("runs")  # piped, as `switchboard runs | cat`
     assert table.returncode == 0, table.stderr
     assert "Last 4 runs" in table.stdout and "awaiting_approval" in table.stdout
+    for run in runs:  # whole ids, each on one line
+        assert any(str(run["run_id"]) in line for line in table.stdout.splitlines()), table.stdout
+    assert "…" not in table.stdout
+    header = next(line for line in table.stdout.splitlines() if "insight" in line and "status" in line)
+    assert "run" in header and "provider" in header
+
+    by_prefix = _switchboard("runs", "show", approval_run[:8])
+    assert by_prefix.returncode == 0 and f"run {approval_run}" in by_prefix.stdout, by_prefix.stderr
+    too_short = _switchboard("runs", "show", approval_run[:2])
+    assert too_short.returncode == 1 and "give at least 4 characters" in too_short.stderr
+
+    approvals = _switchboard("approvals", "list")
+    assert approvals.returncode == 0, approvals.stderr
+    header = next(line for line in approvals.stdout.splitlines() if "risk" in line)
+    assert "what and why" in header and "action" in header
+    assert approval_run in approvals.stdout and "— why:" in approvals.stdout
 
     shown = _switchboard("runs", "show", approval_run)
     assert shown.returncode == 0, shown.stderr
