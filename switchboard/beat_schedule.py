@@ -15,6 +15,16 @@ from switchboard.settings import Settings
 WATCHED_SOURCES = ("stripe", "hubspot", "calls")
 
 
+# The jobs that come round every few seconds or minutes. Their Celery lines ("Sending due task",
+# "received", "succeeded") and the lifecycle hook's line for a success are logged at DEBUG
+# (`logs.QuietPeriodic`): an idle deployment logs nearly nothing at INFO. What such a job does
+# (dispatches, insights raised, gaps found) and any failure still log at INFO or above.
+QUIET_TASKS = frozenset({
+    "switchboard.tasks.orchestrator.poll_insights", "switchboard.tasks.ingest.sweep_received",
+    "switchboard.tasks.backfill.detect_gaps", "switchboard.tasks.knowledge.sweep", "switchboard.tasks.watch.scan",
+})  # fmt: skip
+
+
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The beat schedule for ``settings``."""
     poll = settings.poll_insights_interval_s

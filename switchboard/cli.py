@@ -45,15 +45,17 @@ def _root(
     """Orchestrate the Watcher, Analyst and Advisor agents on Celery."""
 
 
-def _settings() -> Settings:
+def _settings(*, service: bool = False) -> Settings:
+    """The settings, with logging set up: a service logs at SWITCHBOARD_LOG_LEVEL, a command
+    (human text on stdout) only its warnings and errors."""
     from switchboard.logs import configure_logging
 
     settings = get_settings()
-    configure_logging(settings)
+    configure_logging(settings, command=not service)
     return settings
 
 
-def _embedded_settings() -> Settings:
+def _embedded_settings(*, service: bool = False) -> Settings:
     """Settings for the embedded modes (`demo`, `standalone`): an agent whose provider is not
     chosen (SWITCHBOARD_<AGENT>_PROVIDER) uses the offline rules, explicitly and said so."""
     from switchboard.agents.llm import AGENTS
@@ -61,7 +63,7 @@ def _embedded_settings() -> Settings:
     for agent in AGENTS:
         os.environ.setdefault(f"SWITCHBOARD_{agent.upper()}_PROVIDER", "offline")
     get_settings.cache_clear()
-    settings = _settings()
+    settings = _settings(service=service)
     chosen = ", ".join(f"{agent} {getattr(settings, f'{agent}_provider')}" for agent in AGENTS)
     console.print(f"agents: {chosen} (choose with SWITCHBOARD_<AGENT>_PROVIDER=anthropic|gemini|offline)",
                   highlight=False)  # fmt: skip
@@ -87,7 +89,7 @@ def standalone() -> None:
     """API + worker (all queues) + beat on this machine; embedded SQLite/broker by default."""
     from switchboard.standalone import run_standalone
 
-    raise typer.Exit(run_standalone(_embedded_settings()))
+    raise typer.Exit(run_standalone(_embedded_settings(service=True)))
 
 
 @cli.command()
@@ -111,7 +113,7 @@ def worker(
     from switchboard.processes import child_env, worker_commands
     from switchboard.supervisor import supervise
 
-    settings = _settings()
+    settings = _settings(service=True)
     levels = _parse_levels(queues)
     if pool not in (None, "threads", "prefork"):
         raise typer.BadParameter(f"--pool must be threads or prefork; got {pool!r}")
@@ -131,7 +133,7 @@ def beat() -> None:
     """Run Celery beat (exactly one per deployment)."""
     from switchboard.processes import beat_argv
 
-    settings = _settings()
+    settings = _settings(service=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _exec(beat_argv(settings))
 
@@ -141,7 +143,7 @@ def api() -> None:
     """Serve the HTTP API with uvicorn (and print the dashboard's link)."""
     from switchboard.processes import api_command
 
-    argv, env, url = api_command(_settings())
+    argv, env, url = api_command(_settings(service=True))
     typer.echo(f"Dashboard: {url}")
     _exec(argv, env)
 
@@ -151,7 +153,7 @@ def flower() -> None:
     """Run Flower (basic auth from SWITCHBOARD_FLOWER_BASIC_AUTH, state under the data dir)."""
     from switchboard.processes import flower_command
 
-    settings = _settings()
+    settings = _settings(service=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     argv, env = flower_command(settings)
     _exec(argv, env)

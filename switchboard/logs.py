@@ -67,6 +67,24 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
+class QuietPeriodic(logging.Filter):
+    """Demotes the INFO chatter about frequent periodic jobs (`beat_schedule.QUIET_TASKS`) to
+    DEBUG: kept when the level is DEBUG, dropped otherwise."""
+
+    LOGGERS = frozenset({"celery.beat", "celery.worker.strategy", "celery.app.trace", "switchboard.tasks"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.name not in self.LOGGERS:
+            return True
+        from switchboard.beat_schedule import QUIET_TASKS
+
+        message = record.getMessage()
+        if not any(name in message for name in QUIET_TASKS):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def _scrub(text: str) -> str:
     from switchboard.redaction import scrub
 
@@ -127,12 +145,17 @@ def style_handler(handler: logging.Handler, settings: Settings) -> None:
     handler.setFormatter(make_formatter(settings))
     if not any(isinstance(f, TaskContextFilter) for f in handler.filters):
         handler.addFilter(TaskContextFilter())
+    if not any(isinstance(f, QuietPeriodic) for f in handler.filters):
+        handler.addFilter(QuietPeriodic())
 
 
-def configure_logging(settings: Settings) -> None:
-    """Our handler on the root logger (stderr), at the configured level; idempotent."""
+def configure_logging(settings: Settings, *, command: bool = False) -> None:
+    """Our handler on the root logger (stderr), at the configured level; idempotent. For a
+    `command` (which prints human text: demo, eval, runs, …) only warnings and errors are
+    logged — services (worker, beat, api, standalone) log at the configured level."""
     root = logging.getLogger()
-    root.setLevel(settings.log_level)
+    level = logging.getLevelName(settings.log_level)
+    root.setLevel(max(level, logging.WARNING) if command and isinstance(level, int) else settings.log_level)
     handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
     if handler is None:
         handler = logging.StreamHandler()

@@ -46,8 +46,10 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", CELERY_APP, *args]
+def _celery(*args: str, settings: Settings | None = None) -> list[str]:
+    # With JSON logs a service's output is JSON only: Celery's start-up banner (-q) is left out.
+    quiet = ["-q"] if settings is not None and settings.log_format == "json" else []
+    return [sys.executable, "-m", "celery", "-A", CELERY_APP, *quiet, *args]
 
 
 def worker_argv(
@@ -66,7 +68,7 @@ def worker_argv(
     chosen = pool or settings.worker_pool
     slots = concurrency or settings.model_copy(update={"worker_pool": chosen}).concurrency
     argv = _celery("worker", "--queues", queues, "--hostname", node, "--loglevel", settings.log_level,
-                   "--pool", chosen, "--concurrency", str(slots))  # fmt: skip
+                   "--pool", chosen, "--concurrency", str(slots), settings=settings)  # fmt: skip
     return argv + list(extra or [])
 
 
@@ -98,7 +100,9 @@ def worker_commands(
 def beat_argv(settings: Settings, extra: list[str] | None = None) -> list[str]:
     """`celery beat` with its schedule state kept under the data directory."""
     schedule = settings.data_dir / "celerybeat-schedule"
-    return _celery("beat", "--schedule", str(schedule), "--loglevel", settings.log_level) + list(extra or [])
+    return _celery("beat", "--schedule", str(schedule), "--loglevel", settings.log_level, settings=settings) + list(
+        extra or []
+    )
 
 
 LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")

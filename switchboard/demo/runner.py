@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from rich.console import Console
 from sqlalchemy import select
 
-from switchboard.cli_output import table
+from switchboard.cli_output import stdout, table
 from switchboard.db import migrate
 from switchboard.db import runs as lifecycle
 from switchboard.db.models import ProactiveInsight
@@ -128,7 +128,7 @@ def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console |
     from switchboard.tasks.runs import dispatch_insight
     from switchboard.tasks.watch import scan
 
-    console = console or Console()
+    console = console or stdout()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with broker_running(settings, console):
         migrate.upgrade(settings.database_url)
@@ -178,4 +178,10 @@ def _verdict(runs: list[dict[str, object]], console: Console) -> int:
     if unexpected or missing or bad:
         return 1
     console.print(f"all {len(runs)} anomalies handled; the normal data raised nothing")
+    first = str(runs[0]["run_id"]) if runs else "RUN_ID"
+    console.print(
+        "next: `switchboard runs show " + first[:8] + "` (a run's answer, steps and tool calls), "
+        "`switchboard approvals list`, and `make run` — then open the dashboard link it prints",
+        highlight=False,
+    )
     return 0

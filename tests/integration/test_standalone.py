@@ -28,7 +28,9 @@ def test_standalone_serves_health_runs_probes_and_stops_cleanly(tmp_path: Path) 
     port = _free_port()
     # Nothing but a PATH holding this virtualenv (no redis-server, no psql) and the API port,
     # so the test cannot collide with a developer's server on 8000.
-    env = {"PATH": VENV_BIN, "HOME": str(tmp_path), "SWITCHBOARD_API_PORT": str(port)}
+    # (the insight poll every 0.5 s instead of 2 s: the quiet check below sees 20 passes in 10 s)
+    env = {"PATH": VENV_BIN, "HOME": str(tmp_path), "SWITCHBOARD_API_PORT": str(port),
+           "SWITCHBOARD_POLL_INSIGHTS_INTERVAL_S": "0.5"}  # fmt: skip
     log_path = tmp_path / "standalone.log"
     started = time.monotonic()
     with log_path.open("wb") as log_file:
@@ -82,6 +84,14 @@ def test_standalone_serves_health_runs_probes_and_stops_cleanly(tmp_path: Path) 
             assert results[level]["queue"] == level
             assert re.fullmatch(r"standalone-\d+@.+", results[level]["hostname"])  # a process per CPU
             assert results[level]["pid"] in worker_pids
+
+        # idle, it says nothing: the periodic passes that found nothing log at DEBUG
+        time.sleep(2)
+        before = len(log_path.read_text().splitlines())
+        time.sleep(10)
+        idle_lines = log_path.read_text().splitlines()[before:]
+        print(f"idle for 10 s (20 insight polls): {len(idle_lines)} log lines")
+        assert len(idle_lines) <= 1, idle_lines
 
         descendants = psutil.Process(supervisor.pid).children(recursive=True)
         supervisor.send_signal(signal.SIGINT)
