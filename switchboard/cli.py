@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from switchboard.cli_output import command_settings as _settings
 from switchboard.cli_output import errors, fail, stdout, table
 from switchboard.errors import ConfigurationError
 from switchboard.settings import EVAL_RATE_METRICS, QUEUE_LEVELS, Settings, get_settings
@@ -43,16 +44,6 @@ def _root(
     ] = False,
 ) -> None:
     """Orchestrate the Watcher, Analyst and Advisor agents on Celery."""
-
-
-def _settings(*, service: bool = False) -> Settings:
-    """The settings, with logging set up: a service logs at SWITCHBOARD_LOG_LEVEL, a command
-    (human text on stdout) only its warnings and errors."""
-    from switchboard.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings, command=not service)
-    return settings
 
 
 def _embedded_settings(*, service: bool = False) -> Settings:
@@ -607,6 +598,9 @@ def approvals_reject(
 
 
 from switchboard.cli_backfill import backfill as backfill_command  # noqa: E402  (its own module)
+from switchboard.cli_insights import insights_cli  # noqa: E402  (its own module)
+
+cli.add_typer(insights_cli, name="insights")
 
 cli.command("backfill")(backfill_command)
 

@@ -70,7 +70,7 @@ def backfill(
     except ValueError as error:
         raise _fail(str(error)) from None
     settings = get_settings()
-    configure_logging(settings)
+    configure_logging(settings, command=True)
     if not configured(source, settings):
         raise _fail(f"{source} is not configured: its API credentials are not set")
 

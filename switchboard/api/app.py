@@ -8,7 +8,19 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from switchboard import __version__
-from switchboard.api import approvals, backfill, contract, dashboard, evals, events, health, metrics, runs, webhooks
+from switchboard.api import (
+    approvals,
+    backfill,
+    contract,
+    dashboard,
+    evals,
+    events,
+    health,
+    insights,
+    metrics,
+    runs,
+    webhooks,
+)  # fmt: skip
 from switchboard.api.security import BodyLimit, BrowserGuard
 from switchboard.errors import InvalidState, NotFound
 from switchboard.settings import get_settings
@@ -40,6 +52,7 @@ def create_app() -> FastAPI:
     api.include_router(backfill.router)
     api.include_router(runs.router)
     api.include_router(approvals.router)
+    api.include_router(insights.router)
     api.include_router(evals.router)
     api.include_router(dashboard.router)
     api.include_router(metrics.router)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from switchboard import approvals
 from switchboard.api.auth import require_operator
-from switchboard.api.contract import invalid
+from switchboard.api.contract import PathId, invalid
 from switchboard.db.models import APPROVAL_STATUSES
 from switchboard.tasks import actions
 
@@ -22,14 +22,7 @@ DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _decimal_digits(value: Any) -> Any:
-    # lax int parsing would take "1.0", "1_000" or "²" as ids
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ValueError("must be a whole number in decimal digits")
-    return value
-
-
-ApprovalId = Annotated[int, Path(ge=1, le=2**63 - 1), BeforeValidator(_decimal_digits)]
+ApprovalId = PathId
 
 
 class Decision(BaseModel):

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -53,6 +53,17 @@ KEY_RESPONSES = {
     "403": "A key of the other scope (operator and ingest keys are distinct)",
 }
 UNAVAILABLE = "The database or the broker is unavailable, or the database is not migrated"
+
+
+def _decimal_digits(value: Any) -> Any:
+    # lax int parsing would take "1.0", "1_000" or "²" as ids
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number in decimal digits")
+    return value
+
+
+# A numeric id in a path (approvals, insights): decimal digits only, within BIGINT.
+PathId = Annotated[int, Path(ge=1, le=2**63 - 1), BeforeValidator(_decimal_digits)]
 
 
 def invalid(loc: list[str | int], msg: str) -> HTTPException:

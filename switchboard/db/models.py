@@ -245,6 +245,11 @@ class ProactiveInsight(TimestampMixin, Base):
     queue: Mapped[str | None] = mapped_column(String(64))
     cleared_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)  # the episode ended
     cleared_by: Mapped[str | None] = mapped_column(String(64))  # "detector" or the operator
+    # an operator's triage (`db/runs.py`): seen by whom, not run before a time, and why
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class AgentContext(TimestampMixin, Base):

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from switchboard.contracts import describe_action
 from switchboard.db.models import (
+    INSIGHT_STATUSES,
+    SEVERITIES,
     ActionExecution,
     AgentConversation,
     AgentDecision,
@@ -27,6 +29,7 @@ from switchboard.db.models import (
     ProactiveInsight,
 )
 from switchboard.db.session import get_engine, session_scope
+from switchboard.errors import NotFound
 from switchboard.pipeline import AGENTS
 from switchboard.settings import EVAL_RATE_METRICS
 from switchboard.utc import as_utc
@@ -438,3 +441,55 @@ def eval_run_detail(eval_run_id: str) -> dict[str, Any] | None:
             for r in results
         ]  # fmt: skip
         return {**_eval_summary(row), "by_suite": (row.scores or {}).get("by_suite") or {}, "results": details}
+
+
+# --------------------------------------------------------------------------- insights
+
+INSIGHT_FILTERS = ("open", "resolved", "all", *INSIGHT_STATUSES)
+
+
+def insight_view(insight: ProactiveInsight, run_status: str | None, now: dt.datetime) -> dict[str, Any]:
+    """One insight as the CLI, the API and the Insights page show it."""
+    deadline = as_utc(insight.sla_deadline) if insight.sla_deadline else None
+    snoozed = as_utc(insight.snoozed_until) if insight.snoozed_until else None
+    return {
+        "id": insight.id, "kind": insight.kind, "source": insight.source, "severity": insight.severity,
+        "title": insight.title, "status": insight.status, "entity": f"{insight.entity_type} {insight.entity_id}",
+        "occurrences": insight.occurrences, "created_at": _iso(insight.created_at),
+        "sla_deadline": _iso(deadline),
+        "sla_left_s": None if deadline is None else round((deadline - now).total_seconds()),
+        "run_id": insight.run_id, "run_status": run_status,
+        "acknowledged_at": _iso(insight.acknowledged_at), "acknowledged_by": insight.acknowledged_by,
+        "snoozed_until": _iso(snoozed), "snoozed": snoozed is not None and snoozed > now,
+        "resolved_at": _iso(insight.cleared_at), "resolved_by": insight.cleared_by, "note": insight.note,
+    }  # fmt: skip
+
+
+def insight(insight_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One insight's view (NotFound when there is none)."""
+    now = now or dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        found = session.get(ProactiveInsight, insight_id)
+        if found is None:
+            raise NotFound(f"no insight {insight_id}")
+        run = session.get(AgentRun, found.run_id) if found.run_id else None
+        return insight_view(found, run.status if run else None, now)
+
+
+def insights(status: str = "open", limit: int = 200, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Insights to work, most severe and most urgent first: `open` (not resolved), `resolved`,
+    `all`, or those in one status."""
+    now = now or dt.datetime.now(dt.UTC)
+    query = select(ProactiveInsight, AgentRun.status).outerjoin(AgentRun, AgentRun.id == ProactiveInsight.run_id)
+    if status == "open":
+        query = query.where(ProactiveInsight.cleared_at.is_(None))
+    elif status == "resolved":
+        query = query.where(ProactiveInsight.cleared_at.is_not(None))
+    elif status != "all":
+        query = query.where(ProactiveInsight.status == status)
+    query = query.order_by(ProactiveInsight.sla_deadline.asc(), ProactiveInsight.id.desc()).limit(limit)
+    with session_scope() as session:
+        rows = session.execute(query).all()
+        views = [insight_view(insight, run_status, now) for insight, run_status in rows]
+    rank = {severity: index for index, severity in enumerate(reversed(SEVERITIES))}
+    return sorted(views, key=lambda v: (v["resolved_at"] is not None, rank.get(v["severity"], 9)))

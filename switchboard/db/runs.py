@@ -12,7 +12,9 @@ Insights are **episodes**: an anomaly is one insight from the scan that first se
 clears. While it persists, each scan adds an occurrence to that insight — whether its run is
 still going or long finished — and a worse severity re-opens a finished one for another run.
 Only when the detector no longer finds it (`clear_episodes`) or an operator resolves it
-(`resolve_insight`) does the episode end; the next occurrence is a new insight. Actions are
+(`resolve_insight`) does the episode end; the next occurrence is a new insight. An operator may
+also acknowledge an insight (`acknowledge_insight`: it is run, not expired, past its SLA) or
+snooze it (`snooze_insight`: no run before then, however often it recurs). Actions are
 keyed to the episode (`contracts.action_key`), so however often an episode is analysed, each
 of its actions happens once.
 
@@ -83,12 +85,13 @@ def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings
             if episode.status == InsightStatus.NEW:
                 episode.payload = alert.model_dump(mode="json")
             if worse and episode.status in HANDLED_INSIGHT_STATUSES:
-                # worse than when it was handled: run it again (its actions keep their keys)
+                # worse than when it was handled: run it again (its actions keep their keys) —
+                # once its snooze is over, when an operator snoozed it
                 episode.status = InsightStatus.NEW
                 episode.payload = alert.model_dump(mode="json")
                 episode.title = alert.title
                 episode.attempts = 0
-                episode.next_attempt_at = now
+                episode.next_attempt_at = snoozed_until(episode, now) or now
                 episode.sla_deadline = now + dt.timedelta(seconds=settings.sla_for(alert.severity))
                 return episode.id, True
             return episode.id, False
@@ -135,16 +138,72 @@ def clear_episodes(session: Session, *, kinds: Iterable[str], seen: Iterable[str
     return int(getattr(cleared, "rowcount", 0) or 0)
 
 
-def resolve_insight(session: Session, insight_id: int, *, by: str, now: dt.datetime) -> None:
-    """An operator ends an episode: the anomaly's next occurrence is a new insight."""
+def _uncleared(session: Session, insight_id: int, doing: str) -> ProactiveInsight:
     insight = get_for_update(session, ProactiveInsight, insight_id)
     if insight is None:
         raise NotFound(f"no insight {insight_id}")
-    if insight.status in OPEN_INSIGHT_STATUSES:
+    if insight.cleared_at is not None:
+        raise InvalidState(f"insight {insight_id} is resolved (by {insight.cleared_by}): nothing to {doing}")
+    return insight
+
+
+def _note(insight: ProactiveInsight, note: str | None) -> None:
+    if note:
+        insight.note = note[:4000]
+
+
+def resolve_insight(
+    session: Session, insight_id: int, *, by: str, now: dt.datetime, note: str | None = None
+) -> ProactiveInsight:
+    """An operator ends an episode: no run is dispatched for it any more, and the anomaly's
+    next occurrence is a new insight. Refused while a run is working on it."""
+    insight = get_for_update(session, ProactiveInsight, insight_id)
+    if insight is None:
+        raise NotFound(f"no insight {insight_id}")
+    if insight.status in OPEN_INSIGHT_STATUSES and insight.status != InsightStatus.NEW:
         raise InvalidState(f"insight {insight_id} is {insight.status}: resolve it once its run has finished")
     if insight.cleared_at is None:
         insight.cleared_at = now
         insight.cleared_by = by[:64]
+        insight.next_attempt_at = None
+        _note(insight, note)
+    return insight
+
+
+def acknowledge_insight(
+    session: Session, insight_id: int, *, by: str, now: dt.datetime, note: str | None = None
+) -> ProactiveInsight:
+    """An operator has seen it and owns it: recorded; routine work past its SLA is run rather
+    than expired (the orchestrator), since a person is waiting for the answer."""
+    insight = _uncleared(session, insight_id, "acknowledge")
+    insight.acknowledged_at, insight.acknowledged_by = now, by[:64]
+    _note(insight, note)
+    return insight
+
+
+def snooze_insight(
+    session: Session, insight_id: int, *, until: dt.datetime, by: str, now: dt.datetime, note: str | None = None
+) -> ProactiveInsight:
+    """No run for it before `until`: the orchestrator does not claim it, and a worse occurrence
+    the Watcher sees re-opens it for then, not now. Occurrences are still counted."""
+    until = as_utc(until)
+    if until <= now:
+        raise InvalidState(f"snooze until {until.isoformat()} is not in the future")
+    insight = _uncleared(session, insight_id, "snooze")
+    insight.snoozed_until = until
+    if insight.status == InsightStatus.NEW:
+        insight.next_attempt_at = max(as_utc(insight.next_attempt_at or now), until)
+    insight.acknowledged_at = insight.acknowledged_at or now  # snoozing it is seeing it
+    insight.acknowledged_by = insight.acknowledged_by or by[:64]
+    _note(insight, note or f"snoozed by {by} until {until.isoformat()}")
+    return insight
+
+
+def snoozed_until(insight: ProactiveInsight, now: dt.datetime) -> dt.datetime | None:
+    """When the insight's snooze ends, if it is snoozed now."""
+    if insight.snoozed_until is None or as_utc(insight.snoozed_until) <= now:
+        return None
+    return as_utc(insight.snoozed_until)
 
 
 def open_insight(session: Session, **fields: Any) -> None:

@@ -9,6 +9,7 @@ concurrency is checked under a transaction-scoped advisory lock per entity on Po
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -68,6 +69,8 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
             ProactiveInsight.status == "new",
             ProactiveInsight.source.in_(AGENT_SOURCES),  # e.g. an eval regression is for a human, not an agent run
             or_(ProactiveInsight.next_attempt_at.is_(None), ProactiveInsight.next_attempt_at <= now),
+            ProactiveInsight.cleared_at.is_(None),  # resolved by an operator before it ran
+            or_(ProactiveInsight.snoozed_until.is_(None), ProactiveInsight.snoozed_until <= now),
         )
         .order_by(ProactiveInsight.sla_deadline.asc(), ProactiveInsight.id.asc())
         .limit(settings.dispatch_batch_size)
@@ -84,6 +87,10 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
     active = _active_per_entity(session, insights)
     for insight in insights:
         placement = place(insight.severity, insight.sla_deadline, insight.created_at, now, settings)
+        if placement.action == "expire" and insight.acknowledged_at is not None:
+            # an operator acknowledged it and waits for the answer: run it late rather than drop it
+            reason = f"{placement.reason}; acknowledged by {insight.acknowledged_by}: run, not expired"
+            placement = dataclasses.replace(placement, action="dispatch", reason=reason)
         key = _entity_key(insight)
         if placement.action == "dispatch" and active[key] >= settings.max_runs_per_entity:
             insight.next_attempt_at = now + ENTITY_BACKOFF

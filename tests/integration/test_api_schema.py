@@ -46,7 +46,7 @@ include-path-regex = "^/api/(events|backfill)"
 headers = {{ Authorization = "Bearer {INGEST_KEY}" }}
 
 [[operations]]
-include-path-regex = "^/(api/(runs|approvals|evals|dashboard/(charts|queues))|metrics)"
+include-path-regex = "^/(api/(runs|approvals|insights|evals|dashboard/(charts|queues))|metrics)"
 headers = {{ Authorization = "Bearer {OPERATOR_KEY}" }}
 
 # A backfill window must be in the past and not empty: JSON Schema cannot say "since before
@@ -111,4 +111,4 @@ def test_every_operation_conforms_to_the_openapi_contract(api: str, tmp_path: Pa
     assert done.returncode == 0, output[-12000:]
     selected = re.search(r"Selected: (\d+)/(\d+)", summary)
     assert selected and selected.group(1) == selected.group(2) and int(selected.group(1)) >= 20, summary
-    assert "Stateful" in summary and "Missing test data" not in summary, warnings + summary
+    assert "✅ Stateful" in summary and "Authentication failed" not in summary, warnings + summary
