@@ -170,6 +170,33 @@ def migrate(
 
 
 @cli.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    beat_wait: Annotated[
+        float | None, typer.Option(help="Seconds to watch for periodic jobs (default: two poll intervals)")
+    ] = None,
+) -> None:
+    """Is it working? Database and migrations, broker, workers per queue, beat, queue depths,
+    providers and which keys are set. Exit 0 ok, 1 degraded, 2 down."""
+    from switchboard.status import exit_code, gather
+
+    checks = gather(_settings(), beat_wait_s=beat_wait)
+    code = exit_code(checks)
+    if as_json:
+        typer.echo(json.dumps({"status": ["ok", "degraded", "down"][code],
+                               "checks": [vars(check) for check in checks]}))  # fmt: skip
+        raise typer.Exit(code)
+    out = table(None, ("check", "", "detail"))
+    marks = {"ok": "[green]ok[/green]", "degraded": "[yellow]degraded[/yellow]", "down": "[red]down[/red]"}
+    for check in checks:
+        out.add_row(check.name, marks[check.verdict], check.detail)
+    console_out = stdout()
+    console_out.print(out)
+    console_out.print(["everything works", "degraded: see above", "down: see above"][code], highlight=False)
+    raise typer.Exit(code)
+
+
+@cli.command()
 def probe(
     timeout: Annotated[float, typer.Option(help="Seconds to wait per queue")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,

@@ -133,3 +133,37 @@ def test_an_acknowledged_insight_past_its_sla_is_run_not_expired(client: TestCli
     counts = poll()
     assert (counts["expired"], counts["dispatched"]) == (1, 1)
     assert _insight(expired).status == "expired" and _insight(acknowledged).status != "expired"
+
+
+def test_status_reports_each_check_with_an_exit_code_and_never_a_key(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-ant-" + uuid.uuid4().hex
+    monkeypatch.setenv("SWITCHBOARD_ANTHROPIC_API_KEY", secret)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["status", "--json", "--beat-wait", "1"])
+    report = json.loads(shown.output)
+    verdicts = {check["name"]: check["verdict"] for check in report["checks"]}
+    assert verdicts["database"] == "ok" and verdicts["broker"] == "ok" and verdicts["queues"] == "ok", report
+    assert verdicts["beat"] == "degraded"  # no beat runs in the test session: said so, exit 1
+    assert shown.exit_code == 1 and report["status"] == "degraded"
+    providers = next(check for check in report["checks"] if check["name"] == "providers")
+    assert providers["data"]["keys_set"]["SWITCHBOARD_ANTHROPIC_API_KEY"] is True
+    table = runner.invoke(cli, ["status", "--beat-wait", "1"])
+    assert secret not in shown.output + table.output and "ANTHROPIC_API_KEY" in table.output
+    assert "is `switchboard beat` running?" in table.output
+
+    monkeypatch.setenv("SWITCHBOARD_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    get_settings.cache_clear()
+    from switchboard.celery_app import app as celery_app
+
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        down = runner.invoke(cli, ["status", "--json"])
+    finally:
+        celery_app.conf.broker_url = previous
+    assert down.exit_code == 2, down.output
+    assert {c["name"]: c["verdict"] for c in json.loads(down.output)["checks"]}["broker"] == "down"
+    get_settings.cache_clear()
