@@ -225,11 +225,14 @@ def probe(
 @cli.command()
 def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the runs")] = 180.0,
+    approval: Annotated[
+        bool, typer.Option("--approval", help="Add an anomaly whose high-risk action waits for your approval")
+    ] = False,
 ) -> None:
     """Seed bundled scenarios, run them through real workers, print the runs."""
     from switchboard.demo.runner import run_demo
 
-    raise typer.Exit(run_demo(_embedded_settings(), timeout_s=timeout))
+    raise typer.Exit(run_demo(_embedded_settings(), timeout_s=timeout, approval=approval))
 
 
 runs_cli = typer.Typer(help="Recent agent runs.", invoke_without_command=True, no_args_is_help=False)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from switchboard.contracts import describe_action
 from switchboard.db.models import (
     INSIGHT_STATUSES,
+    OPEN_INSIGHT_STATUSES,
     SEVERITIES,
     ActionExecution,
     AgentConversation,
@@ -457,7 +458,9 @@ def insight_view(insight: ProactiveInsight, run_status: str | None, now: dt.date
         "title": insight.title, "status": insight.status, "entity": f"{insight.entity_type} {insight.entity_id}",
         "occurrences": insight.occurrences, "created_at": _iso(insight.created_at),
         "sla_deadline": _iso(deadline),
-        "sla_left_s": None if deadline is None else round((deadline - now).total_seconds()),
+        # the SLA matters while the insight waits for its answer, not once it is handled
+        "sla_left_s": None if deadline is None or insight.status not in OPEN_INSIGHT_STATUSES
+        else round((deadline - now).total_seconds()),
         "run_id": insight.run_id, "run_status": run_status,
         "acknowledged_at": _iso(insight.acknowledged_at), "acknowledged_by": insight.acknowledged_by,
         "snoozed_until": _iso(snoozed), "snoozed": snoozed is not None and snoozed > now,

@@ -20,7 +20,7 @@ from switchboard.db.models import ProactiveInsight
 from switchboard.db.queries import TERMINAL_RUN_STATUSES, recent_runs
 from switchboard.db.records import upsert_records
 from switchboard.db.session import session_scope
-from switchboard.demo.scenarios import EXPECTED, demo_records
+from switchboard.demo.scenarios import APPROVAL_KIND, EXPECTED, closed_won_without_payment, demo_records
 from switchboard.embedded import embedded_broker_answers, start_embedded_redis
 from switchboard.processes import child_env, stop_group, worker_argv
 from switchboard.settings import QUEUE_LEVELS, Settings
@@ -123,8 +123,11 @@ def render_runs(runs: list[dict[str, object]], console: Console, title: str) -> 
     console.print(runs_table)
 
 
-def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console | None = None) -> int:
-    """Seed, scan, run every resulting insight through the workers; exit code 0 when all end well."""
+def run_demo(
+    settings: Settings, *, timeout_s: float = 180.0, console: Console | None = None, approval: bool = False
+) -> int:
+    """Seed, scan, run every resulting insight through the workers; exit code 0 when all end well.
+    With `approval`, one more scenario whose high-risk action waits for an operator."""
     from switchboard.tasks.runs import dispatch_insight
     from switchboard.tasks.watch import scan
 
@@ -134,7 +137,7 @@ def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console |
         migrate.upgrade(settings.database_url)
         with _worker(settings, console):
             now = dt.datetime.now(dt.UTC)
-            records = demo_records(now)
+            records = demo_records(now) + (closed_won_without_payment(now) if approval else [])
             with session_scope() as session:
                 upsert_records(session, records)
             console.print(f"seeded {len(records)} Stripe, HubSpot and call records")
@@ -153,11 +156,11 @@ def run_demo(settings: Settings, *, timeout_s: float = 180.0, console: Console |
                     time.sleep(0.25)
             runs = recent_runs(run_ids=run_ids)
     render_runs(runs, console, "Switchboard demo runs")
-    return _verdict(runs, console)
+    return _verdict(runs, console, approval)
 
 
-def _verdict(runs: list[dict[str, object]], console: Console) -> int:
-    expected = {anomaly.kind for anomaly in EXPECTED}
+def _verdict(runs: list[dict[str, object]], console: Console, approval: bool = False) -> int:
+    expected = {anomaly.kind for anomaly in EXPECTED} | ({APPROVAL_KIND} if approval else set())
     kinds = {str(run["insight_kind"]) for run in runs}
     unexpected = sorted(kinds - expected)
     missing = sorted(expected - kinds)
@@ -179,9 +182,13 @@ def _verdict(runs: list[dict[str, object]], console: Console) -> int:
         return 1
     console.print(f"all {len(runs)} anomalies handled; the normal data raised nothing")
     first = str(runs[0]["run_id"]) if runs else "RUN_ID"
+    waiting = sum(int(str(run["actions_awaiting_approval"] or 0)) for run in runs)
     console.print(
         "next: `switchboard runs show " + first[:8] + "` (a run's answer, steps and tool calls), "
-        "`switchboard approvals list`, and `make run` — then open the dashboard link it prints",
+        "`switchboard insights`, "
+        + (f"`switchboard approvals list` ({waiting} waiting), " if waiting else
+           "`switchboard demo --approval` (one more anomaly whose action waits for you), ")
+        + "and `make run` — then open the dashboard link it prints",
         highlight=False,
-    )
+    )  # fmt: skip
     return 0

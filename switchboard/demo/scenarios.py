@@ -141,3 +141,35 @@ def demo_records(now: dt.datetime) -> list[RecordIn]:
     """All demo records for a given `now` (same input, same output)."""
     rng = random.Random(20261124)
     return _stripe(now, rng) + _hubspot(now) + _calls(now, rng)
+
+
+# `switchboard demo --approval`: a closed-won deal with no payment, for which the Advisor drafts a
+# customer message — a high-risk action that waits for an operator.
+APPROVAL_KIND = "hubspot_closed_won_without_payment"
+
+
+def closed_won_without_payment(now: dt.datetime) -> list[RecordIn]:
+    """A closed-won deal with no payment: the Advisor drafts a customer message (high risk)."""
+    closed = now - dt.timedelta(days=5)
+    deal = {
+        "id": "d-obs",
+        "properties": {
+            "dealname": "Acme annual",
+            "amount": "12000.00",
+            "dealstage": "closedwon",
+            "closedate": closed.isoformat(),
+            "hubspot_owner_id": "o-obs",
+        },
+        "associations": {"contacts": ["c-obs"], "companies": []},
+    }
+    return [
+        RecordIn("hubspot", "owner", "o-obs", now - dt.timedelta(days=90), {"id": "o-obs", "email": "o@x.example"}),
+        RecordIn(
+            "hubspot",
+            "contact",
+            "c-obs",
+            now - dt.timedelta(days=30),
+            {"id": "c-obs", "properties": {"email": "buyer@acme.example", "hubspot_owner_id": "o-obs"}},
+        ),
+        RecordIn("hubspot", "deal", "d-obs", closed, deal),
+    ]

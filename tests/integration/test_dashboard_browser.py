@@ -28,9 +28,10 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from switchboard.api.app import create_app
+from switchboard.demo.scenarios import APPROVAL_KIND
 from switchboard.settings import get_settings
 from tests.support.api import serve
-from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
+from tests.support.observability import run_demo_and_approval_scenario
 from tests.support.runs import empty_tables
 
 CHROMIUM = "/usr/bin/chromium"

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from switchboard.cli import cli
 from switchboard.contracts import Alert, EntityRef
 from switchboard.db import runs as lifecycle
-from switchboard.db.models import AgentDecision, ProactiveInsight
+from switchboard.db.models import AgentDecision, AgentRun, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.settings import get_settings
 from switchboard.tasks.orchestrator import poll
 from tests.support.api import api_client
-from tests.support.runs import empty_tables
+from tests.support.runs import empty_tables, wait_for_runs
 
 API_KEY = "sbo_" + uuid.uuid4().hex
 AUTH = {"X-API-Key": API_KEY}
@@ -54,6 +54,9 @@ def client(database_url: str, celery_worker: object, monkeypatch: pytest.MonkeyP
     empty_tables(database_url)
     with api_client(monkeypatch, SWITCHBOARD_OPERATOR_KEYS=API_KEY) as test_client:
         yield test_client
+    with session_scope() as session:  # the runs a test dispatched finish before their rows go
+        run_ids = list(session.scalars(select(AgentRun.id)))
+    wait_for_runs(run_ids, timeout_s=60)
     empty_tables(database_url)
 
 
@@ -84,7 +87,7 @@ def test_snoozed_and_resolved_insights_get_no_run_and_the_cli_shows_the_triage(c
     table = runner.invoke(cli, ["insights", "--status", "all"])
     assert table.exit_code == 0, table.output
     assert "waiting on sales" in table.output and "deal closed by hand" in table.output
-    listed = json.loads(runner.invoke(cli, ["insights", "--json"]).output)  # open: the resolved one is gone
+    listed = json.loads(runner.invoke(cli, ["insights", "--json"]).stdout)  # open: the resolved one is gone
     assert {item["id"] for item in listed} == {snoozed, acknowledged, plain}
     by_id = {item["id"]: item for item in listed}
     assert by_id[snoozed]["snoozed"] and by_id[snoozed]["sla_left_s"] > 0
@@ -143,7 +146,7 @@ def test_status_reports_each_check_with_an_exit_code_and_never_a_key(
     get_settings.cache_clear()
     runner = CliRunner()
     shown = runner.invoke(cli, ["status", "--json", "--beat-wait", "1"])
-    report = json.loads(shown.output)
+    report = json.loads(shown.stdout)
     verdicts = {check["name"]: check["verdict"] for check in report["checks"]}
     assert verdicts["database"] == "ok" and verdicts["broker"] == "ok" and verdicts["queues"] == "ok", report
     assert verdicts["beat"] == "degraded"  # no beat runs in the test session: said so, exit 1
@@ -165,5 +168,5 @@ def test_status_reports_each_check_with_an_exit_code_and_never_a_key(
     finally:
         celery_app.conf.broker_url = previous
     assert down.exit_code == 2, down.output
-    assert {c["name"]: c["verdict"] for c in json.loads(down.output)["checks"]}["broker"] == "down"
+    assert {c["name"]: c["verdict"] for c in json.loads(down.stdout)["checks"]}["broker"] == "down"
     get_settings.cache_clear()

@@ -26,6 +26,7 @@ from switchboard.api.metrics import queue_depths
 from switchboard.celery_app import app as celery_app
 from switchboard.db.models import RUN_STATUSES, AgentStep
 from switchboard.db.session import session_scope
+from switchboard.demo.scenarios import APPROVAL_KIND
 from switchboard.integrations.resilience import CircuitBreaker, RateLimiter, policy_for, shared_redis
 from switchboard.settings import Settings, get_settings, load_settings
 from switchboard.tasks.integrations import fetch
@@ -33,7 +34,7 @@ from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
 from tests.support.api import api_client
 from tests.support.env import child_env
-from tests.support.observability import APPROVAL_KIND, run_demo_and_approval_scenario
+from tests.support.observability import run_demo_and_approval_scenario
 from tests.support.runs import empty_tables, failed_run, wait_for_runs, wait_for_status
 
 API_KEY = "sbk_" + uuid.uuid4().hex

@@ -26,12 +26,11 @@ from switchboard.approvals import list_approvals
 from switchboard.db.models import ActionExecution, AgentConversation, AgentRun, AgentStep, ProactiveInsight
 from switchboard.db.records import upsert_records
 from switchboard.db.session import session_scope
-from switchboard.demo.scenarios import demo_records
+from switchboard.demo.scenarios import closed_won_without_payment, demo_records
 from switchboard.settings import get_settings
 from switchboard.tasks.actions import execute_approved
 from switchboard.tasks.runs import dispatch_insight
 from tests.support.env import worker_env
-from tests.support.observability import closed_won_without_payment
 from tests.support.runs import empty_tables, wait_for_runs, wait_for_status
 
 SOURCES = ["stripe", "hubspot", "calls"]
