@@ -34,6 +34,7 @@ async def root() -> RedirectResponse:
 @router.get("/dashboard", include_in_schema=False)
 @router.get("/dashboard/runs/{run_id}", include_in_schema=False)
 @router.get("/dashboard/evals", include_in_schema=False)
+@router.get("/dashboard/insights", include_in_schema=False)
 async def dashboard_page(run_id: str | None = None) -> FileResponse:
     """The single page; the run page is the same document, routed in the browser."""
     return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html", headers=NO_STORE)

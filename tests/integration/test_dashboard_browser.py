@@ -8,6 +8,7 @@ chromium-driver (scripts/ensure-services.sh)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
@@ -26,8 +27,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import select
 
 from switchboard.api.app import create_app
+from switchboard.contracts import describe_action
+from switchboard.db.models import AgentStep, Approval, ProactiveInsight
+from switchboard.db.session import session_scope
 from switchboard.demo.scenarios import APPROVAL_KIND
 from switchboard.settings import get_settings
 from tests.support.api import serve
@@ -36,7 +41,14 @@ from tests.support.runs import empty_tables
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SHOTS: dict[str, Path] = {}  # where this test's screenshots go: its own tmp directory
+
+
+@pytest.fixture(autouse=True)
+def _screenshots_in_tmp(tmp_path: Path) -> None:
+    SHOTS["dir"] = tmp_path / "screenshots"
+
+
 API_KEY = "sbk_" + uuid.uuid4().hex
 
 
@@ -113,8 +125,8 @@ def _click(driver: WebDriver, css: str) -> None:
 
 
 def _shot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"dashboard-{name}.png"
+    SHOTS["dir"].mkdir(exist_ok=True)
+    path = SHOTS["dir"] / f"dashboard-{name}.png"
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1440, max(1100, min(int(height) + 40, 6000)))
     assert driver.save_screenshot(str(path)), f"screenshot {path} was not written"
@@ -163,6 +175,22 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
     tool_rows = browser.find_elements(By.CSS_SELECTOR, "#tool-calls tbody tr")
     assert len(tool_rows) == 1 and "llm:get_record" in tool_rows[0].text and "done" in tool_rows[0].text
     assert browser.find_element(By.ID, "run-id").text == payout_run
+    # the page leads with the answer: root cause with confidence, narrative, evidence, the plan
+    with session_scope() as session:
+        outputs = {s.step: s.output for s in session.scalars(select(AgentStep).where(AgentStep.run_id == payout_run))}
+    analysis, plan = outputs["analyst"], outputs["advisor"]
+    answer = browser.find_element(By.ID, "run-answer")
+    assert answer.location["y"] < browser.find_element(By.ID, "run-steps").location["y"]
+    assert browser.find_element(By.ID, "answer-root-cause").text == analysis["root_cause"].replace("_", " ")
+    assert f"confidence {round(analysis['confidence'] * 100)}%" in answer.text
+    assert browser.find_element(By.ID, "answer-narrative").text == analysis["narrative"].strip()
+    cited = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#answer-evidence .evidence-id")]
+    assert cited == analysis["evidence_ids"] and cited
+    assert browser.find_element(By.ID, "answer-rationale").text == plan["rationale"].strip()
+    planned = browser.find_elements(By.CSS_SELECTOR, "#answer-actions .planned-action")
+    assert [p.get_attribute("data-planned-action") for p in planned] == [a["type"] for a in plan["actions"]]
+    for element, action in zip(planned, plan["actions"], strict=True):  # each action's full content
+        assert action["reason"] in element.text
     assert browser.find_elements(By.CSS_SELECTOR, ".timeline svg rect")
     assert browser.find_element(By.ID, "replay-button").get_attribute("disabled") is not None  # not failed
     steps[0].find_element(By.CSS_SELECTOR, "details summary").click()  # the watcher's input payload
@@ -170,9 +198,17 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
     _shot(browser, "run")
 
     # approve the pending high-risk action from the overview, then see it executed on its run page
+    browser.execute_script("window.scrollTo(0, 0)")  # the back link sits under the sticky header otherwise
     _click(browser, "a.back")
     _wait(browser).until(lambda d: "draft customer message" in d.find_element(By.ID, "approvals-list").text)
     assert "high" in browser.find_element(By.CSS_SELECTOR, "#approvals-list .approval").text
+    # what will be done, to whom and why — in full, not cut at 200 characters
+    with session_scope() as session:
+        [pending] = session.scalars(select(Approval).where(Approval.status == "pending")).all()
+        expected_summary = describe_action(pending.action_type, pending.action)
+    shown_summary = browser.find_element(By.CSS_SELECTOR, "#approvals-list .approval .summary").text
+    assert shown_summary == expected_summary and pending.action["body"] in shown_summary
+    assert "hubspot contact" in shown_summary and "— why:" in shown_summary
     _click(browser, "#approvals-list button.approve")
     _wait(browser).until(lambda d: "approved" in d.find_element(By.ID, "flash").text)
     _wait(browser, 30).until(lambda d: "Nothing is waiting" in d.find_element(By.ID, "approvals-list").text)
@@ -190,6 +226,53 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
         for entry in browser.get_log("browser")
         if entry["level"] == "SEVERE" and "401 (Unauthorized)" not in entry["message"]
     ]
+    assert severe == [], severe
+
+
+def test_the_insights_page_acknowledges_snoozes_and_resolves(server: str, browser: WebDriver) -> None:
+    run_demo_and_approval_scenario()
+    with session_scope() as session:
+        ids = {i.kind: i.id for i in session.scalars(select(ProactiveInsight))}
+    browser.get(f"{server}/dashboard/insights")
+    _wait(browser).until(ec.visibility_of_element_located((By.ID, "key-input"))).send_keys(API_KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    rows = "#insights-table tbody tr[data-insight-id]"
+    _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == len(ids))
+    _wait(browser).until(lambda d: d.find_element(By.ID, "insights-badge").text == str(len(ids)))
+    _shot(browser, "insights")
+
+    def row(kind: str) -> WebElement:
+        return browser.find_element(By.CSS_SELECTOR, f"tr[data-insight-id='{ids[kind]}']")
+
+    assert "hubspot deal without owner" in row("hubspot_deal_without_owner").text
+    _click(browser, f"tr[data-insight-id='{ids['hubspot_deal_without_owner']}'] [data-triage=acknowledge]")
+    _wait(browser).until(lambda d: "acknowledged by api" in row("hubspot_deal_without_owner").text)
+
+    _click(browser, f"tr[data-insight-id='{ids['calls_connect_rate_drop']}'] [data-triage=snooze]")
+    prompt = _wait(browser).until(ec.alert_is_present())
+    prompt.send_keys("1d")
+    prompt.accept()
+    _wait(browser).until(lambda d: "snoozed until" in row("calls_connect_rate_drop").text)
+
+    _click(browser, f"tr[data-insight-id='{ids['stripe_payout_mismatch']}'] [data-triage=resolve]")
+    prompt = _wait(browser).until(ec.alert_is_present())
+    prompt.send_keys("payout corrected by finance")
+    prompt.accept()
+    _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == len(ids) - 1)  # open only
+    _wait(browser).until(lambda d: d.find_element(By.ID, "insights-badge").text == str(len(ids) - 1))
+    _click(browser, "#insight-filters select[name=status] option[value=resolved]")
+    _wait(browser).until(lambda d: "payout corrected by finance" in d.find_element(By.ID, "insights-table").text)
+    _shot(browser, "insights-resolved")
+
+    with session_scope() as session:
+        found = {i.kind: i for i in session.scalars(select(ProactiveInsight))}
+    assert found["hubspot_deal_without_owner"].acknowledged_by == "api"
+    snoozed = found["calls_connect_rate_drop"].snoozed_until
+    assert snoozed is not None and snoozed > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
+    resolved = found["stripe_payout_mismatch"]
+    assert resolved.cleared_by == "api" and resolved.note == "payout corrected by finance"
+    severe = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and "401 (Unauthorized)" not in e["message"]]  # fmt: skip
     assert severe == [], severe
 
 

@@ -310,11 +310,17 @@ async function loadRuns() {
   }).join("");
 }
 
+/* The header's badges on every page: approvals waiting for a decision, open insights. */
+async function updateBadges() {
+  const [approvals, insights] = await Promise.all([api("/api/approvals?status=pending&limit=500"), api("/api/insights?status=open&limit=1000")]);
+  for (const [id, count] of [["#approvals-badge", approvals.count], ["#insights-badge", insights.count]]) {
+    $(id).hidden = count === 0;
+    $(id).textContent = count;
+  }
+}
+
 async function loadApprovals() {
   const data = await api("/api/approvals?status=pending");
-  const badge = $("#approvals-badge");
-  badge.hidden = data.count === 0;
-  badge.textContent = data.count;
   $("#stat-approvals").textContent = fmtInt(data.count);
   const list = $("#approvals-list");
   if (!data.approvals.length) { list.innerHTML = `<p class="muted">Nothing is waiting for a decision.</p>`; return; }
@@ -322,7 +328,7 @@ async function loadApprovals() {
     <div class="approval" data-approval-id="${a.id}">
       ${pill(a.risk, `risk-${esc(a.risk)}`)}
       <div>
-        <div class="what">${esc(a.action_type.replace(/_/g, " "))} <span class="muted">· run <a href="/dashboard/runs/${encodeURIComponent(a.run_id)}" data-run-link class="mono">${esc(a.run_id.slice(0, 8))}</a> · ${esc(ago(a.created_at))}</span></div>
+        <div class="what">${esc(a.action_type.replace(/_/g, " "))} <span class="muted">· run <a href="/dashboard/runs/${encodeURIComponent(a.run_id)}" data-run-link class="mono">${esc(a.run_id)}</a> · ${esc(ago(a.created_at))}</span></div>
         <div class="summary">${esc(a.summary)}</div>
       </div>
       <div class="buttons">
@@ -410,6 +416,38 @@ function payload(label, value) {
   return `<details><summary>${esc(label)}</summary><pre class="json">${jsonHtml(value)}</pre></details>`;
 }
 
+function stepOutput(run, name) {
+  const step = run.steps.find((s) => s.step === name && s.status === "done");
+  return step ? step.output : null;
+}
+
+/* The answer first: what was found, why, and what will be done — from the Analyst's and the
+   Advisor's outputs; the timeline, tool calls and raw payloads follow. */
+function answerCard(run) {
+  const analysis = stepOutput(run, "analyst") || (stepOutput(run, "advisor") || {}).analysis;
+  const plan = stepOutput(run, "advisor");
+  const alert = (analysis && analysis.alert) || (stepOutput(run, "watcher") || {}).alert;
+  if (!analysis && !alert) return `<div class="card" id="run-answer"><h2>The answer</h2><p class="muted">No analysis yet: the run has not reached the Analyst.</p></div>`;
+  const evidence = (analysis && analysis.evidence_ids) || [];
+  const actions = (plan && plan.actions) || [];
+  const describe = (a) => {
+    const approval = run.approvals.find((x) => x.action && x.action.idempotency_key === a.idempotency_key);
+    const done = run.actions.find((x) => x.action_type === a.type);
+    const state = approval ? pill(approval.status) : done ? pill(done.status) : "";
+    const fields = Object.entries(a).filter(([k, v]) => !["type", "idempotency_key", "schema_version", "risk"].includes(k) && v !== null && v !== "")
+      .map(([k, v]) => `<div><span class="label">${esc(k.replace(/_/g, " "))}</span> ${esc(typeof v === "object" ? JSON.stringify(v) : String(v))}</div>`).join("");
+    return `<li class="planned-action" data-planned-action="${esc(a.type)}"><div class="what">${esc(a.type.replace(/_/g, " "))} ${pill(a.risk, `risk-${esc(a.risk)}`)} ${state}</div>${fields}</li>`;
+  };
+  return `<div class="card" id="run-answer"><h2>The answer</h2>
+    ${alert ? `<div class="answer-alert">${pill(alert.severity, `risk-${esc(alert.severity)}`)} ${esc(alert.title)}${alert.summary ? `<div class="muted">${esc(alert.summary)}</div>` : ""}</div>` : ""}
+    ${analysis ? `<div class="answer-cause"><span class="label">Root cause</span> <strong id="answer-root-cause">${esc(String(analysis.root_cause).replace(/_/g, " "))}</strong>
+      <span class="muted">confidence ${Math.round((analysis.confidence ?? 0) * 100)}%</span></div>
+      <p class="narrative" id="answer-narrative">${esc(analysis.narrative)}</p>
+      <div class="evidence" id="answer-evidence"><span class="label">Evidence</span> ${evidence.length ? evidence.map((id) => `<code class="evidence-id">${esc(id)}</code>`).join(" ") : `<span class="muted">none cited</span>`}</div>` : ""}
+    ${plan ? `<h3>The plan</h3><p class="rationale" id="answer-rationale">${esc(plan.rationale)}</p><ul class="plan" id="answer-actions">${actions.map(describe).join("")}</ul>` : `<p class="muted">No plan yet.</p>`}
+  </div>`;
+}
+
 function renderRun(run) {
   const meta = [
     ["Status", pill(run.status)], ["Agent reached", agentLabel(run.agent)], ["Queue", esc(run.queue || "–")],
@@ -439,7 +477,7 @@ function renderRun(run) {
     </tr>`).join("");
   const approvals = run.approvals.map((a) => `
     <tr data-approval="${a.id}">
-      <td>${esc(a.action_type.replace(/_/g, " "))}</td><td>${pill(a.risk, `risk-${esc(a.risk)}`)}</td><td>${pill(a.status)}</td>
+      <td>${esc(a.action_type.replace(/_/g, " "))}</td><td class="summary">${esc(a.summary || "")}</td><td>${pill(a.risk, `risk-${esc(a.risk)}`)}</td><td>${pill(a.status)}</td>
       <td>${esc(a.decided_by || "–")}${a.decided_at ? ` · ${esc(fmtTime(a.decided_at))}` : ""}</td>
       <td>${a.status === "pending" ? `<button type="button" class="approve" data-decide="approve" data-id="${a.id}">Approve</button> <button type="button" class="reject" data-decide="reject" data-id="${a.id}">Reject</button>` : esc(a.reason || "")}</td>
     </tr>`).join("");
@@ -468,13 +506,14 @@ function renderRun(run) {
       <div class="run-meta">${meta.map(([l, v]) => `<div><div class="label">${esc(l)}</div><div class="value">${v}</div></div>`).join("")}</div>
       ${run.error ? `<div class="run-error" id="run-error">${esc(run.error)}</div>` : ""}
     </div>
+    ${answerCard(run)}
     <div class="card timeline"><h2>Step timeline <small>faint: queue wait · solid: running</small></h2>${timelineSvg(run.steps)}</div>
     <div class="card"><h2>Steps</h2><div class="steps" id="run-steps">${steps}</div></div>
     <div class="card"><h2>Tool calls <small>${run.tool_calls.length}</small></h2>
       ${toolRows ? `<div class="table-wrap"><table id="tool-calls"><thead><tr><th>Tool</th><th>Step</th><th>Status</th><th class="num">Attempts</th><th class="num">Latency</th><th>Error</th><th>Payloads</th></tr></thead><tbody>${toolRows}</tbody></table></div>` : `<p class="muted">No tool calls.</p>`}
     </div>
     <div class="card"><h2>Approvals</h2>
-      ${approvals ? `<table id="run-approvals"><thead><tr><th>Action</th><th>Risk</th><th>Status</th><th>Decided</th><th></th></tr></thead><tbody>${approvals}</tbody></table>` : `<p class="muted">No action of this run needed approval.</p>`}
+      ${approvals ? `<table id="run-approvals"><thead><tr><th>Action</th><th>What, to whom and why</th><th>Risk</th><th>Status</th><th>Decided</th><th></th></tr></thead><tbody>${approvals}</tbody></table>` : `<p class="muted">No action of this run needed approval.</p>`}
     </div>
     <div class="card"><h2>Executed actions <small>${run.actions.length}</small></h2>
       ${actions ? `<table id="run-actions"><thead><tr><th>Action</th><th>Status</th><th>Executed</th><th>Result</th></tr></thead><tbody>${actions}</tbody></table>` : `<p class="muted">Nothing executed yet.</p>`}
@@ -553,6 +592,67 @@ async function renderEvals() {
     }).join("") + `</tbody></table></div>`;
 }
 
+/* ------------------------------------------------------------------ insights page */
+
+function fmtLeft(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const sign = seconds < 0 ? "overdue " : "", s = Math.abs(seconds);
+  if (s >= 86400) return `${sign}${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  if (s >= 3600) return `${sign}${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${sign}${Math.floor(s / 60)}m`;
+}
+
+function triage(i) {
+  if (i.resolved_at) return `resolved by ${esc(i.resolved_by)} · ${esc(ago(i.resolved_at))}`;
+  const parts = [];
+  if (i.snoozed) parts.push(`snoozed until ${esc(fmtTime(i.snoozed_until))}`);
+  if (i.acknowledged_by) parts.push(`acknowledged by ${esc(i.acknowledged_by)}`);
+  return parts.join(" · ") || `<span class="muted">–</span>`;
+}
+
+async function renderInsights() {
+  const status = $("#insight-filters").elements.status.value;
+  const data = await api(`/api/insights?status=${encodeURIComponent(status)}`);
+  const body = $("#insights-table tbody");
+  if (!data.insights.length) { body.innerHTML = `<tr><td colspan="9" class="muted">No ${esc(status)} insights: nothing to work.</td></tr>`; return; }
+  body.innerHTML = data.insights.map((i) => `
+    <tr data-insight-id="${i.id}">
+      <td>${pill(i.severity, `risk-${esc(i.severity)}`)}</td>
+      <td><div>${esc(i.title)}</div><div class="muted">#${i.id} · ${esc(i.kind.replace(/_/g, " "))} · ${esc(i.entity)}</div></td>
+      <td>${pill(i.status)}</td><td>${esc(fmtLeft(i.sla_left_s))}</td><td class="num">${fmtInt(i.occurrences)}</td>
+      <td>${i.run_id ? `<a href="/dashboard/runs/${encodeURIComponent(i.run_id)}" data-run-link class="mono">${esc(i.run_id)}</a> ${i.run_status ? pill(i.run_status) : ""}` : "–"}</td>
+      <td class="triage">${triage(i)}</td><td class="note">${esc(i.note || "")}</td>
+      <td class="buttons">${i.resolved_at ? "" : `
+        <button type="button" data-triage="acknowledge" data-insight="${i.id}" ${i.acknowledged_by ? "disabled" : ""}>Acknowledge</button>
+        <button type="button" data-triage="snooze" data-insight="${i.id}">Snooze</button>
+        <button type="button" data-triage="resolve" data-insight="${i.id}">Resolve</button>`}</td>
+    </tr>`).join("");
+}
+
+const SNOOZE_UNITS_S = { m: 60, h: 3600, d: 86400, w: 604800 };
+async function triageInsight(id, action) {
+  let body = {};
+  if (action === "snooze") {
+    const answer = prompt("Snooze for how long? (30m, 2h, 1d, 1w)", "2h");
+    if (answer === null) return;
+    const match = answer.trim().match(/^(\d+)\s*([mhdw])$/i);
+    if (!match) { flash(`"${answer}" is not a duration like 30m, 2h, 1d or 1w.`, true); return; }
+    const until = new Date(Date.now() + Number(match[1]) * SNOOZE_UNITS_S[match[2].toLowerCase()] * 1000);
+    body = { until: until.toISOString() };
+  } else if (action === "resolve") {
+    const note = prompt("What was done about it? (kept with the insight)");
+    if (note === null) return;
+    body = { note: note || null };
+  }
+  try {
+    await api(`/api/insights/${id}/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    flash(`Insight ${id}: ${action === "acknowledge" ? "acknowledged" : action === "snooze" ? "snoozed" : "resolved"}.`);
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) flash(`Could not ${action} insight ${id}: ${error.message}`, true);
+  }
+  render();
+}
+
 /* ------------------------------------------------------------------ routing and refresh */
 
 function currentRunId() {
@@ -566,11 +666,17 @@ async function render() {
   rendering = true;
   const runId = currentRunId();
   const evals = location.pathname === "/dashboard/evals";
-  $("#overview-view").hidden = Boolean(runId) || evals;
+  const insightsPage = location.pathname === "/dashboard/insights";
+  $("#overview-view").hidden = Boolean(runId) || evals || insightsPage;
   $("#run-view").hidden = !runId;
   $("#evals-view").hidden = !evals;
+  $("#insights-view").hidden = !insightsPage;
   try {
-    if (runId) await renderRunPage(runId); else if (evals) await renderEvals(); else await renderOverview();
+    if (runId) await renderRunPage(runId);
+    else if (evals) await renderEvals();
+    else if (insightsPage) await renderInsights();
+    else await renderOverview();
+    await updateBadges();
     $("#refresh-state").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     if (!(error instanceof Unauthorized)) $("#refresh-state").textContent = `update failed: ${error.message}`;
@@ -620,6 +726,8 @@ async function start() {
   document.addEventListener("click", (event) => {
     const decideButton = event.target.closest("[data-decide]");
     if (decideButton) { decide(decideButton.dataset.id, decideButton.dataset.decide, decideButton); return; }
+    const triageButton = event.target.closest("[data-triage]");
+    if (triageButton) { triageInsight(triageButton.dataset.insight, triageButton.dataset.triage); return; }
     const link = event.target.closest("a[data-run-link], a[data-nav]");
     if (link && !event.metaKey && !event.ctrlKey) {
       event.preventDefault();
@@ -630,6 +738,7 @@ async function start() {
     if (row && !event.target.closest("a, button, details")) navigate(`/dashboard/runs/${encodeURIComponent(row.dataset.runId)}`);
   });
   $("#run-filters").addEventListener("change", () => render());
+  $("#insight-filters").addEventListener("change", () => render());
   window.addEventListener("popstate", render);
   await render();
   if (location.hash === "#approvals") $("#approvals").scrollIntoView();
