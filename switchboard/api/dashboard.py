@@ -22,7 +22,9 @@ from switchboard.settings import get_settings
 
 router = APIRouter(tags=["dashboard"])
 STATIC_DIR = Path(__file__).with_name("static")
-ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
+# chart.umd.min.js: Chart.js 4.6.1 from the npm registry, MIT (chart.js-LICENSE.md beside it)
+ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml",
+          "chart.umd.min.js": "text/javascript", "chart.js-LICENSE.md": "text/markdown"}  # fmt: skip
 NO_STORE = {"Cache-Control": "no-cache"}
 
 

@@ -318,8 +318,9 @@ def _as_bucket(value: Any) -> dt.datetime:
 
 
 def run_outcomes(hours: int = 24, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Runs created per hour over the last ``hours`` by outcome, and the success rate of the
-    finished ones (done or awaiting approval count as success; failed and expired as failure)."""
+    """Runs created per hour over the last ``hours`` by outcome — succeeded (done), awaiting
+    approval, failed (failed or expired), in flight — and the success rate of the finished ones
+    (a run waiting for a decision is not finished)."""
     since = _hour_floor(now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours - 1)
     with session_scope() as session:
         bucket = _bucket_expression(session, AgentRun.created_at, "hour").label("bucket")
@@ -335,15 +336,16 @@ def run_outcomes(hours: int = 24, *, now: dt.datetime | None = None) -> list[dic
     out = []
     for when in sorted(per_bucket):
         counts = per_bucket[when]
-        succeeded = counts["done"] + counts["awaiting_approval"]
+        succeeded, waiting = counts["done"], counts["awaiting_approval"]
         failed = counts["failed"] + counts["expired"]
         finished = succeeded + failed
         out.append(
             {
                 "bucket": _iso(when),
                 "succeeded": succeeded,
+                "awaiting_approval": waiting,
                 "failed": failed,
-                "in_flight": sum(counts.values()) - finished,
+                "in_flight": sum(counts.values()) - finished - waiting,
                 "success_rate": None if not finished else round(succeeded / finished, 4),
             }
         )

@@ -152,9 +152,18 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
     _wait(browser).until(lambda d: {row.get_attribute("data-run-id") for row in _rows(d)} == set(by_kind.values()))
     _wait(browser).until(lambda d: "awaiting approval" in d.find_element(By.ID, "runs-table").text)
     assert "payout mismatch" in browser.find_element(By.ID, "runs-table").text
-    _wait(browser).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-latency svg polyline, #chart-latency svg circle")
+    # the charts are Chart.js canvases with their data; the queue panel says it is empty in words
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-latency canvas"))
+    drawn = browser.execute_script(
+        "return Object.fromEntries(['#chart-latency', '#chart-outcomes', '#chart-queues'].map((id) => {"
+        " const c = Chart.getChart(document.querySelector(id + ' canvas'));"
+        " return [id, c ? c.data.datasets.map((d) => [d.label, d.data]) : null]; }))"
     )
+    outcome_series = dict(drawn["#chart-outcomes"])
+    assert sum(outcome_series["awaiting approval"]) == 1 and sum(outcome_series["succeeded"]) == len(runs) - 1
+    assert {label for label, _ in drawn["#chart-latency"]} >= {"watcher p50", "analyst p95", "advisor p50"}
+    assert "0 tokens" not in browser.find_element(By.ID, "chart-usage").text
+    assert "no model tokens used" in browser.find_element(By.ID, "chart-usage").text  # offline: said in words
     _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#approvals-list .approval"))
     assert browser.execute_script("return localStorage.getItem('switchboard.apiKey')") == API_KEY
     _shot(browser, "overview")
@@ -192,7 +201,7 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
     for element, action in zip(planned, plan["actions"], strict=True):  # each action's full content
         assert action["reason"] in element.text
     assert browser.find_elements(By.CSS_SELECTOR, ".timeline svg rect")
-    assert browser.find_element(By.ID, "replay-button").get_attribute("disabled") is not None  # not failed
+    assert not browser.find_elements(By.ID, "replay-button")  # not failed: nothing to replay
     steps[0].find_element(By.CSS_SELECTOR, "details summary").click()  # the watcher's input payload
     assert "alert" in steps[0].find_element(By.CSS_SELECTOR, "pre.json").text
     _shot(browser, "run")

@@ -112,7 +112,8 @@ def test_runs_detail_replay_approvals_and_charts(client: TestClient) -> None:
     assert agents == {"watcher", "analyst", "advisor"}
     assert all(0 < row["p50_ms"] <= row["p95_ms"] for row in charts["latency"])
     assert sum(row["steps"] for row in charts["latency"] if row["agent"] == "advisor") == 4
-    assert sum(row["succeeded"] for row in charts["outcomes"]) == 4
+    assert sum(row["succeeded"] for row in charts["outcomes"]) == 4  # the approved run is done by now
+    assert sum(row["awaiting_approval"] for row in charts["outcomes"]) == 0
     assert sum(row["failed"] for row in charts["outcomes"]) == 1
     assert sum(row["runs"] for row in charts["usage"]) == 5
     listed = client.get("/api/runs", headers=AUTH).json()["runs"]

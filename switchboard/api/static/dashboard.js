@@ -1,4 +1,4 @@
-/* Switchboard dashboard: runs, run pages, approvals and charts drawn as inline SVG.
+/* Switchboard dashboard: runs, run pages, insights, approvals, evals; charts by Chart.js (vendored).
    No framework, no CDN. Every value from the API is escaped before it reaches the page
    (run payloads carry data from Stripe, HubSpot and model output). */
 "use strict";
@@ -6,7 +6,7 @@
 const KEY_STORAGE = "switchboard.apiKey";
 const AGENT_COLORS = { watcher: "#3d5afe", analyst: "#8e44ad", advisor: "#16a085" };
 const QUEUE_COLORS = ["#d64545", "#d98b0b", "#2f7fd1", "#7f8aa3"];
-const state = { refreshS: 5, timer: null, queueHistory: [], filtersLoaded: false, keyRequired: false };
+const state = { refreshS: 5, timer: null, filtersLoaded: false, keyRequired: false };
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -115,148 +115,121 @@ function setupKeyDialog() {
 
 /* ------------------------------------------------------------------ SVG charts */
 
-const SVG_W = 640, SVG_H = 220, PAD = { l: 48, r: 44, t: 12, b: 28 };
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const exp = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (value <= m * exp) return m * exp;
-  return 10 * exp;
-}
-function svgOpen() { return `<svg viewBox="0 0 ${SVG_W} ${SVG_H}" preserveAspectRatio="none" role="img">`; }
-function emptyChart(message) {
-  return `${svgOpen()}<text class="empty" x="${SVG_W / 2}" y="${SVG_H / 2}" text-anchor="middle">${esc(message)}</text></svg>`;
-}
-function yAxis(maxValue, format, side = "left") {
-  let out = "";
-  const innerH = SVG_H - PAD.t - PAD.b;
-  for (let i = 0; i <= 4; i++) {
-    const v = (maxValue * i) / 4;
-    const y = PAD.t + innerH - (innerH * i) / 4;
-    if (side === "left") {
-      out += `<line class="grid-line" x1="${PAD.l}" x2="${SVG_W - PAD.r}" y1="${y}" y2="${y}"/>`;
-      out += `<text x="${PAD.l - 6}" y="${y + 3}" text-anchor="end">${esc(format(v))}</text>`;
-    } else {
-      out += `<text x="${SVG_W - PAD.r + 6}" y="${y + 3}" text-anchor="start">${esc(format(v))}</text>`;
-    }
-  }
-  return out;
-}
-function xLabels(labels, xOf, every) {
-  return labels.map((label, i) => (i % every === 0 || i === labels.length - 1)
-    ? `<text x="${xOf(i)}" y="${SVG_H - 8}" text-anchor="middle">${esc(label)}</text>` : "").join("");
-}
+/* Charts: Chart.js 4 (vendored as chart.umd.min.js with its MIT licence, no CDN). One chart per
+   panel, updated in place on every refresh; a panel with nothing to show says so in words. */
+const charts = {};
 function hourLabel(iso) { const d = new Date(iso); return `${String(d.getHours()).padStart(2, "0")}:00`; }
+function fmtTokens(v) { return v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v)); }
+
+function chartEmpty(id, message) {
+  if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+  $(id).innerHTML = `<p class="chart-empty">${esc(message)}</p>`;
+}
+
+function chartIn(id, config) {
+  const el = $(id);
+  const existing = charts[id];
+  if (existing && el.contains(existing.canvas) && existing.config.type === config.type) {
+    existing.data = config.data;
+    existing.options = config.options;
+    existing.update("none");
+    return existing;
+  }
+  if (existing) existing.destroy();
+  el.innerHTML = `<div class="chart-box"><canvas></canvas></div>`;
+  charts[id] = new Chart(el.querySelector("canvas"), config);
+  return charts[id];
+}
+
+function baseOptions(extra = {}) {
+  return {
+    animation: false, responsive: true, maintainAspectRatio: false,
+    interaction: { mode: "index", intersect: false },
+    plugins: { legend: { position: "bottom", labels: { boxWidth: 10, font: { size: 11 } } } },
+    ...extra,
+  };
+}
 
 function drawLatency(rows) {
-  const el = $("#chart-latency");
-  if (!rows.length) { el.innerHTML = emptyChart("No finished steps in this window yet"); return; }
+  if (!rows.length) { chartEmpty("#chart-latency", "No finished steps in the last 24 hours."); return; }
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
   const agents = [...new Set(rows.map((r) => r.agent))].sort((a, b) => Object.keys(AGENT_COLORS).indexOf(a) - Object.keys(AGENT_COLORS).indexOf(b));
-  const maxV = niceMax(Math.max(...rows.map((r) => r.p95_ms)));
-  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
-  const xOf = (i) => PAD.l + (buckets.length === 1 ? innerW / 2 : (innerW * i) / (buckets.length - 1));
-  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxV;
-  let svg = svgOpen() + yAxis(maxV, (v) => fmtMs(v));
-  for (const agent of agents) {
-    const color = AGENT_COLORS[agent] || "#999";
-    for (const [field, dash] of [["p95_ms", "5 4"], ["p50_ms", ""]]) {
-      const points = buckets.map((b, i) => {
-        const r = rows.find((x) => x.bucket === b && x.agent === agent);
-        return r ? [xOf(i), yOf(r[field]), r] : null;
-      }).filter(Boolean);
-      if (points.length > 1) {
-        svg += `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}" opacity=".7"` : ""} points="${points.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
-      }
-      for (const [x, y, r] of points) {
-        svg += `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${dash ? 2.5 : 3.5}" fill="${dash ? "#fff" : color}" stroke="${color}" stroke-width="1.5"><title>${esc(agent)} ${esc(hourLabel(r.bucket))}: p50 ${esc(fmtMs(r.p50_ms))}, p95 ${esc(fmtMs(r.p95_ms))} (${r.steps} steps)</title></circle>`;
-      }
-    }
-  }
-  svg += xLabels(buckets.map(hourLabel), xOf, Math.ceil(buckets.length / 8)) + "</svg>";
-  el.innerHTML = svg + legend(agents.map((a) => [swatch(a), a]));
+  const series = (agent, field) => buckets.map((b) => { const r = rows.find((x) => x.bucket === b && x.agent === agent); return r ? r[field] : null; });
+  const datasets = agents.flatMap((agent) => {
+    const color = AGENT_COLORS[agent] || "#7f8aa3";
+    return [
+      { label: `${agent} p50`, data: series(agent, "p50_ms"), borderColor: color, backgroundColor: color, pointRadius: 3, spanGaps: true },
+      { label: `${agent} p95`, data: series(agent, "p95_ms"), borderColor: color, backgroundColor: "#fff", borderDash: [5, 4], pointRadius: 2, spanGaps: true },
+    ];
+  });
+  chartIn("#chart-latency", {
+    type: "line", data: { labels: buckets.map(hourLabel), datasets },
+    options: baseOptions({
+      scales: { y: { beginAtZero: true, title: { display: true, text: "step latency" }, ticks: { callback: (v) => fmtMs(v) } } },
+      plugins: { legend: { position: "bottom", labels: { boxWidth: 10, font: { size: 11 } } },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.y)}` } } },
+    }),
+  });
 }
 
 function drawOutcomes(rows) {
-  const el = $("#chart-outcomes");
-  if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
-  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
-  const maxV = niceMax(Math.max(4, ...rows.map((r) => r.succeeded + r.failed + r.in_flight)));
-  const slot = innerW / rows.length, bw = Math.max(4, Math.min(36, slot * 0.7));
-  const xOf = (i) => PAD.l + slot * i + slot / 2;
-  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxV;
-  let svg = svgOpen() + yAxis(maxV, (v) => String(Math.round(v))) + yAxis(1, (v) => `${Math.round(v * 100)}%`, "right");
-  rows.forEach((r, i) => {
-    let base = 0;
-    for (const [value, color, name] of [[r.succeeded, "#1e9e63", "succeeded"], [r.failed, "#d64545", "failed"], [r.in_flight, "#9fb3d9", "in flight"]]) {
-      if (!value) continue;
-      const y1 = yOf(base + value), y0 = yOf(base);
-      svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${y1.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(1, y0 - y1).toFixed(1)}" fill="${color}" rx="2"><title>${esc(hourLabel(r.bucket))}: ${value} ${name}</title></rect>`;
-      base += value;
-    }
+  if (!rows.length) { chartEmpty("#chart-outcomes", "No runs in the last 24 hours."); return; }
+  const labels = rows.map((r) => hourLabel(r.bucket));
+  const bar = (label, field, color) => ({ type: "bar", label, data: rows.map((r) => r[field]), backgroundColor: color, stack: "runs", yAxisID: "y" });
+  chartIn("#chart-outcomes", {
+    type: "bar",
+    data: { labels, datasets: [
+      bar("succeeded", "succeeded", "#1e9e63"), bar("awaiting approval", "awaiting_approval", "#d98b0b"),
+      bar("failed", "failed", "#d64545"), bar("in flight", "in_flight", "#9fb3d9"),
+      { type: "line", label: "success rate (finished runs)", data: rows.map((r) => (r.success_rate === null ? null : r.success_rate * 100)),
+        borderColor: "#141b2d", backgroundColor: "#141b2d", yAxisID: "rate", spanGaps: true, pointRadius: 3 },
+    ] },
+    options: baseOptions({
+      scales: {
+        x: { stacked: true },
+        y: { stacked: true, beginAtZero: true, title: { display: true, text: "runs" }, ticks: { precision: 0 }, suggestedMax: 4 },
+        rate: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false }, ticks: { callback: (v) => `${v}%`, stepSize: 25 } },
+      },
+    }),
   });
-  const ratePoints = rows.map((r, i) => (r.success_rate === null ? null : [xOf(i), PAD.t + innerH - innerH * r.success_rate])).filter(Boolean);
-  if (ratePoints.length > 1) svg += `<polyline fill="none" stroke="#141b2d" stroke-width="1.6" points="${ratePoints.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
-  for (const p of ratePoints) svg += `<circle cx="${p[0].toFixed(1)}" cy="${p[1].toFixed(1)}" r="2.5" fill="#141b2d"/>`;
-  svg += xLabels(rows.map((r) => hourLabel(r.bucket)), xOf, Math.ceil(rows.length / 8)) + "</svg>";
-  el.innerHTML = svg + legend([["c-succeeded", "succeeded"], ["c-failed", "failed"], ["c-in-flight", "in flight"], ["c-rate", "success rate"]]);
 }
 
 function drawUsage(rows) {
-  const el = $("#chart-usage");
-  if (!rows.length) { el.innerHTML = emptyChart("No runs in this window yet"); return; }
-  const innerW = SVG_W - PAD.l - PAD.r, innerH = SVG_H - PAD.t - PAD.b;
-  const maxT = niceMax(Math.max(4, ...rows.map((r) => r.tokens_in + r.tokens_out)));
-  const maxC = niceMax(Math.max(...rows.map((r) => r.cost_usd)) || 0.0001);
-  const slot = innerW / rows.length, bw = Math.max(6, Math.min(40, slot * 0.6));
-  const xOf = (i) => PAD.l + slot * i + slot / 2;
-  const yOf = (v) => PAD.t + innerH - (innerH * v) / maxT;
-  let svg = svgOpen() + yAxis(maxT, (v) => (v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v))))
-    + yAxis(maxC, (v) => `$${v === 0 ? "0" : v < 0.01 ? v.toFixed(5) : v < 1 ? v.toFixed(3) : v.toFixed(2)}`, "right");
-  rows.forEach((r, i) => {
-    const yIn = yOf(r.tokens_in), yTop = yOf(r.tokens_in + r.tokens_out);
-    svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${yIn.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, PAD.t + innerH - yIn).toFixed(1)}" fill="#3d5afe" rx="2"><title>${esc(r.day)}: ${fmtInt(r.tokens_in)} tokens in</title></rect>`;
-    svg += `<rect x="${(xOf(i) - bw / 2).toFixed(1)}" y="${yTop.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, yIn - yTop).toFixed(1)}" fill="#9aa9ff" rx="2"><title>${esc(r.day)}: ${fmtInt(r.tokens_out)} tokens out</title></rect>`;
+  if (!rows.length) { chartEmpty("#chart-usage", "No runs in the last 14 days."); return; }
+  const anyCost = rows.some((r) => r.cost_usd > 0);
+  const anyTokens = rows.some((r) => r.tokens_in + r.tokens_out > 0);
+  if (!anyTokens && !anyCost) { chartEmpty("#chart-usage", `${fmtInt(rows.reduce((n, r) => n + r.runs, 0))} runs, no model tokens used (the offline provider): nothing to chart.`); return; }
+  const datasets = [
+    { type: "bar", label: "tokens in", data: rows.map((r) => r.tokens_in), backgroundColor: "#3d5afe", stack: "tokens", yAxisID: "y" },
+    { type: "bar", label: "tokens out", data: rows.map((r) => r.tokens_out), backgroundColor: "#9aa9ff", stack: "tokens", yAxisID: "y" },
+  ];
+  if (anyCost) datasets.push({ type: "line", label: "estimated cost", data: rows.map((r) => r.cost_usd), borderColor: "#d98b0b", backgroundColor: "#d98b0b", yAxisID: "cost", pointRadius: 3 });
+  chartIn("#chart-usage", {
+    type: "bar", data: { labels: rows.map((r) => r.day.slice(5)), datasets },
+    options: baseOptions({
+      scales: {
+        x: { stacked: true },
+        y: { stacked: true, beginAtZero: true, title: { display: true, text: "tokens" }, ticks: { callback: (v) => fmtTokens(v) } },
+        cost: { display: anyCost, position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, ticks: { callback: (v) => fmtUsd(v) } },
+      },
+    }),
   });
-  const cost = rows.map((r, i) => [xOf(i), PAD.t + innerH - (innerH * r.cost_usd) / maxC, r]);
-  if (cost.length > 1) svg += `<polyline fill="none" stroke="#d98b0b" stroke-width="2" points="${cost.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ")}"/>`;
-  for (const [x, y, r] of cost) svg += `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="#d98b0b"><title>${esc(r.day)}: ${esc(fmtUsd(r.cost_usd))} over ${r.runs} runs</title></circle>`;
-  svg += xLabels(rows.map((r) => r.day.slice(5)), xOf, Math.ceil(rows.length / 7)) + "</svg>";
-  el.innerHTML = svg + legend([["c-tokens-in", "tokens in"], ["c-tokens-out", "tokens out"], ["c-cost", "estimated cost"]]);
 }
 
 function drawQueues(depths) {
-  const el = $("#chart-queues");
-  if (!depths) { el.innerHTML = emptyChart("The broker cannot be read"); return; }
-  state.queueHistory.push({ t: Date.now(), depths });
-  if (state.queueHistory.length > 120) state.queueHistory.shift();
+  if (!depths) { chartEmpty("#chart-queues", "The broker cannot be read: queue depths are unknown."); return; }
   const names = Object.keys(depths);
-  const innerW = SVG_W - PAD.l - PAD.r;
-  const maxNow = niceMax(Math.max(1, ...Object.values(depths)));
-  const barH = 18, gap = 10, top = 8;
-  let svg = svgOpen();
-  names.forEach((name, i) => {
-    const y = top + i * (barH + gap);
-    const w = (innerW * 0.55 * depths[name]) / maxNow;
-    svg += `<text x="${PAD.l - 6}" y="${y + 13}" text-anchor="end">${esc(name.split(".").pop())}</text>`;
-    svg += `<rect x="${PAD.l}" y="${y}" width="${(innerW * 0.55).toFixed(1)}" height="${barH}" fill="#f0f2f7" rx="4"/>`;
-    svg += `<rect x="${PAD.l}" y="${y}" width="${Math.max(depths[name] ? 2 : 0, w).toFixed(1)}" height="${barH}" fill="${QUEUE_COLORS[i % 4]}" rx="4"><title>${esc(name)}: ${depths[name]} waiting</title></rect>`;
-    svg += `<text x="${PAD.l + innerW * 0.55 + 8}" y="${y + 13}">${fmtInt(depths[name])}</text>`;
+  const total = Object.values(depths).reduce((a, b) => a + b, 0);
+  chartIn("#chart-queues", {
+    type: "bar",
+    data: { labels: names.map((n) => n.split(".").pop()), datasets: [{ label: "messages waiting", data: names.map((n) => depths[n]), backgroundColor: names.map((_, i) => QUEUE_COLORS[i % 4]) }] },
+    options: baseOptions({
+      indexAxis: "y",
+      scales: { x: { beginAtZero: true, suggestedMax: 5, ticks: { precision: 0 }, title: { display: true, text: "messages waiting" } } },
+      plugins: { legend: { display: false }, title: { display: total === 0, text: "Every queue is empty: nothing is waiting." } },
+    }),
   });
-  // history since the page opened, one line per queue
-  const hTop = top + names.length * (barH + gap) + 10, hH = SVG_H - hTop - 6, hist = state.queueHistory;
-  const maxH = niceMax(Math.max(1, ...hist.flatMap((h) => Object.values(h.depths))));
-  svg += `<line class="axis" x1="${PAD.l}" x2="${SVG_W - PAD.r}" y1="${hTop + hH}" y2="${hTop + hH}"/>`;
-  svg += `<text x="${PAD.l - 6}" y="${hTop + 8}" text-anchor="end">${fmtInt(maxH)}</text>`;
-  if (hist.length > 1) {
-    names.forEach((name, qi) => {
-      const pts = hist.map((h, i) => `${(PAD.l + (innerW * i) / (hist.length - 1)).toFixed(1)},${(hTop + hH - (hH * (h.depths[name] || 0)) / maxH).toFixed(1)}`);
-      svg += `<polyline fill="none" stroke="${QUEUE_COLORS[qi % 4]}" stroke-width="1.6" points="${pts.join(" ")}"/>`;
-    });
-  } else {
-    svg += `<text x="${PAD.l + innerW / 2}" y="${hTop + hH / 2}" text-anchor="middle">history builds up while this page is open</text>`;
-  }
-  el.innerHTML = svg + "</svg>";
 }
 
 /* ------------------------------------------------------------------ overview */
@@ -362,7 +335,7 @@ async function loadCharts() {
   drawOutcomes(data.outcomes);
   drawUsage(data.usage);
   drawQueues(data.queues);
-  const totals = data.outcomes.reduce((acc, r) => ({ s: acc.s + r.succeeded, f: acc.f + r.failed, i: acc.i + r.in_flight }), { s: 0, f: 0, i: 0 });
+  const totals = data.outcomes.reduce((acc, r) => ({ s: acc.s + r.succeeded, f: acc.f + r.failed, i: acc.i + r.in_flight + r.awaiting_approval }), { s: 0, f: 0, i: 0 });
   $("#stat-runs").textContent = fmtInt(totals.s + totals.f + totals.i);
   $("#stat-success").textContent = totals.s + totals.f ? `${((100 * totals.s) / (totals.s + totals.f)).toFixed(1)}%` : "–";
   const lastBucket = data.latency.length ? data.latency[data.latency.length - 1].bucket : null;
@@ -456,7 +429,8 @@ function renderRun(run) {
     ["Cache read / write", `${fmtInt(run.cache_read_tokens)} / ${fmtInt(run.cache_write_tokens)}`],
     ["Estimated cost", esc(fmtCost(run.cost_usd))],
     ["Provider", esc(run.provider || "–")], ["Model", esc(run.model || "–")], ["Retries", fmtInt(run.retries)],
-    ["Created", esc(fmtTime(run.created_at))], ["Finished", esc(fmtTime(run.finished_at))],
+    ["Created", esc(fmtTime(run.created_at))],
+    run.status === "awaiting_approval" ? ["Waiting for", "a decision on its approvals"] : ["Finished", esc(fmtTime(run.finished_at))],
   ];
   const insight = run.insight;
   const steps = run.steps.map((s) => `
@@ -498,9 +472,8 @@ function renderRun(run) {
           ${insight ? `<div class="insight-line">${pill(insight.severity, `risk-${esc(insight.severity)}`)} ${esc(insight.title)} <span class="muted">· ${esc(insight.source)} ${esc(insight.entity_type || "")} ${esc(insight.entity_id || "")}</span></div>` : ""}
           ${run.replay_of ? `<div class="muted">replay of ${esc(run.replay_of)}</div>` : ""}
         </div>
-        <div>
-          <button type="button" id="replay-button" class="primary" ${run.status === "failed" ? "" : "disabled"}
-            title="${run.status === "failed" ? "Run it again from the step that failed" : "Only failed runs can be replayed"}">Replay from failed step</button>
+        <div>${run.status === "failed" ? `
+          <button type="button" id="replay-button" class="primary" title="Run it again from the step that failed">Replay from failed step</button>` : ""}
         </div>
       </div>
       <div class="run-meta">${meta.map(([l, v]) => `<div><div class="label">${esc(l)}</div><div class="value">${v}</div></div>`).join("")}</div>
@@ -520,6 +493,7 @@ function renderRun(run) {
     </div>
     ${decisions ? `<div class="card"><h2>Decisions</h2><table id="run-decisions"><thead><tr><th>Kind</th><th>Step</th><th>By</th><th>Status</th><th>When</th><th></th></tr></thead><tbody>${decisions}</tbody></table></div>` : ""}`;
   const replayButton = $("#replay-button");
+  if (!replayButton) return;  // only a failed run can be replayed
   replayButton.addEventListener("click", async () => {
     replayButton.disabled = true;
     try {
