@@ -56,6 +56,7 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     schedule["nightly-eval"] = {
         "task": "switchboard.tasks.evals.nightly",
         "schedule": crontab(hour=settings.eval_cron_hour, minute=settings.eval_cron_minute),
+        "args": (settings.eval_nightly_suite,),
         "options": {"expires": 3600},
     }
     for source in WATCHED_SOURCES:

@@ -232,6 +232,7 @@ class Settings(BaseSettings):
     backfill_pages_per_task: int = Field(default=20, ge=1, le=1000)
     eval_cron_hour: int = Field(default=2, ge=0, le=23)
     eval_cron_minute: int = Field(default=0, ge=0, le=59)
+    eval_nightly_suite: Literal["all", "stripe", "hubspot", "calls"] = "all"  # what the nightly entry runs
 
     # --- RAG prep (switchboard/agents/rag_prep.py, switchboard/tasks/knowledge.py) ---------------
     # Beat sweep that indexes analyses of finished runs and re-checks source records changed in the

@@ -323,6 +323,7 @@ def test_nightly_beat_entry_fires_through_a_worker(
     fire = (now + dt.timedelta(minutes=2 if now.second > 45 else 1)).replace(second=0, microsecond=0)
     env = _env(url, redis_url, tmp_path, SWITCHBOARD_EVAL_CRON_HOUR=str(fire.hour),
                SWITCHBOARD_EVAL_CRON_MINUTE=str(fire.minute), SWITCHBOARD_EVAL_PROVIDER="offline",
+               SWITCHBOARD_EVAL_NIGHTLY_SUITE="calls",  # the entry's own suite: 9 scenarios, not 50
                SWITCHBOARD_WATCHER_SCAN_INTERVAL_S="3600")  # fmt: skip
     subprocess.run([sys.executable, "-m", "switchboard", "migrate"], env=env, check=True, capture_output=True)
     processes = []
@@ -341,7 +342,7 @@ def test_nightly_beat_entry_fires_through_a_worker(
                     break
             time.sleep(1)
         assert row is not None and row.status == "done", (tmp_path / "worker.log").read_text()[-3000:]
-        assert (row.provider, row.regression) == ("offline", False)
+        assert (row.provider, row.regression, row.suite) == ("offline", False, "calls")
         started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=dt.UTC)
         assert started >= fire - dt.timedelta(seconds=1)  # it fired at the configured minute, not before
         print(f"nightly entry for {fire:%H:%M} UTC ran: eval {row.id} started {row.started_at}")
