@@ -51,6 +51,7 @@ def create_app() -> FastAPI:
     api.include_router(webhooks.router)
     api.include_router(backfill.router)
     api.include_router(runs.router)
+    api.include_router(runs.records_router)
     api.include_router(approvals.router)
     api.include_router(insights.router)
     api.include_router(evals.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from switchboard.api.auth import require_operator
@@ -71,3 +71,15 @@ async def replay_run(run_id: str) -> dict[str, Any]:
     """Queue a failed run again from its failed step (finished steps and executed actions are not repeated)."""
     step = await run_in_threadpool(replay, run_id, by="api")
     return {"run_id": run_id, "replayed_from": step, "status": "queued"}
+
+
+records_router = APIRouter(prefix="/api/records", tags=["records"], dependencies=[Depends(require_operator)])
+
+
+@records_router.get("/{object_id}", responses={404: {"description": "No stored record has this id"}})
+async def get_records(object_id: str = Path(min_length=1, max_length=255)) -> dict[str, Any]:
+    """The stored source records with this object id — what an analysis cites as evidence."""
+    found = await run_in_threadpool(queries.records_named, object_id)
+    if not found:
+        raise HTTPException(404, f"no stored record {object_id}")
+    return {"records": found}

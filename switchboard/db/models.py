@@ -294,6 +294,7 @@ class SourceRecord(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("source", "object_type", "object_id"),
         Index(None, "source", "object_type", "occurred_at"),
+        Index("ix_source_records_object_id", "object_id"),  # the records an analysis cites, by id alone
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -28,6 +28,7 @@ from switchboard.db.models import (
     EvalResult,
     EvalRun,
     ProactiveInsight,
+    SourceRecord,
 )
 from switchboard.db.session import get_engine, session_scope
 from switchboard.errors import NotFound
@@ -498,3 +499,13 @@ def insights(status: str = "open", limit: int = 200, now: dt.datetime | None = N
         views = [insight_view(insight, run_status, now) for insight, run_status in rows]
     rank = {severity: index for index, severity in enumerate(reversed(SEVERITIES))}
     return sorted(views, key=lambda v: (v["resolved_at"] is not None, rank.get(v["severity"], 9)))
+
+
+def records_named(object_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The stored source records whose object id is `object_id` (evidence an analysis cites)."""
+    with session_scope() as session:
+        rows = session.scalars(
+            select(SourceRecord).where(SourceRecord.object_id == object_id).order_by(SourceRecord.source).limit(limit)
+        ).all()
+        return [{"source": r.source, "type": r.object_type, "id": r.object_id, "occurred_at": _iso(r.occurred_at),
+                 "data": r.data} for r in rows]  # fmt: skip

@@ -46,7 +46,7 @@ include-path-regex = "^/api/(events|backfill)"
 headers = {{ Authorization = "Bearer {INGEST_KEY}" }}
 
 [[operations]]
-include-path-regex = "^/(api/(runs|approvals|insights|evals|dashboard/(charts|queues))|metrics)"
+include-path-regex = "^/(api/(runs|records|approvals|insights|evals|dashboard/(charts|queues))|metrics)"
 headers = {{ Authorization = "Bearer {OPERATOR_KEY}" }}
 
 # A backfill window must be in the past and not empty: JSON Schema cannot say "since before

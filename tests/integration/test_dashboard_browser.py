@@ -195,6 +195,11 @@ def test_dashboard_runs_run_page_and_approval_in_chromium(server: str, browser: 
     assert browser.find_element(By.ID, "answer-narrative").text == analysis["narrative"].strip()
     cited = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#answer-evidence .evidence-id")]
     assert cited == analysis["evidence_ids"] and cited
+    _click(browser, f"#answer-evidence a[data-evidence='{cited[0]}']")  # evidence opens the record it names
+    record = _wait(browser).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f"#answer-record [data-record='{cited[0]}']")
+    )
+    assert cited[0] in record[0].text and "stripe" in record[0].text
     assert browser.find_element(By.ID, "answer-rationale").text == plan["rationale"].strip()
     planned = browser.find_elements(By.CSS_SELECTOR, "#answer-actions .planned-action")
     assert [p.get_attribute("data-planned-action") for p in planned] == [a["type"] for a in plan["actions"]]

@@ -416,9 +416,22 @@ function answerCard(run) {
     ${analysis ? `<div class="answer-cause"><span class="label">Root cause</span> <strong id="answer-root-cause">${esc(String(analysis.root_cause).replace(/_/g, " "))}</strong>
       <span class="muted">confidence ${Math.round((analysis.confidence ?? 0) * 100)}%</span></div>
       <p class="narrative" id="answer-narrative">${esc(analysis.narrative)}</p>
-      <div class="evidence" id="answer-evidence"><span class="label">Evidence</span> ${evidence.length ? evidence.map((id) => `<code class="evidence-id">${esc(id)}</code>`).join(" ") : `<span class="muted">none cited</span>`}</div>` : ""}
+      <div class="evidence" id="answer-evidence"><span class="label">Evidence</span> ${evidence.length ? evidence.map((id) => `<a href="#" class="evidence-id" data-evidence="${esc(id)}" title="show the stored record"><code>${esc(id)}</code></a>`).join(" ") : `<span class="muted">none cited</span>`}</div>
+      <div id="answer-record"></div>` : ""}
     ${plan ? `<h3>The plan</h3><p class="rationale" id="answer-rationale">${esc(plan.rationale)}</p><ul class="plan" id="answer-actions">${actions.map(describe).join("")}</ul>` : `<p class="muted">No plan yet.</p>`}
   </div>`;
+}
+
+/* An evidence id opens the stored record(s) it names, below the evidence list. */
+async function showRecord(id) {
+  const box = $("#answer-record");
+  try {
+    const data = await api(`/api/records/${encodeURIComponent(id)}`);
+    box.innerHTML = data.records.map((r) => `<div class="record" data-record="${esc(r.id)}"><div class="muted">${esc(r.source)} ${esc(r.type)} <code>${esc(r.id)}</code> · ${esc(fmtTime(r.occurred_at))}</div><pre class="json">${jsonHtml(r.data)}</pre></div>`).join("");
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) box.innerHTML = `<p class="error">${esc(error.message)}</p>`;
+  }
+  state.runSettled = true;  // keep it open: a settled run page does not re-render under the reader
 }
 
 function renderRun(run) {
@@ -700,6 +713,8 @@ async function start() {
   document.addEventListener("click", (event) => {
     const decideButton = event.target.closest("[data-decide]");
     if (decideButton) { decide(decideButton.dataset.id, decideButton.dataset.decide, decideButton); return; }
+    const evidenceLink = event.target.closest("a[data-evidence]");
+    if (evidenceLink) { event.preventDefault(); showRecord(evidenceLink.dataset.evidence); return; }
     const triageButton = event.target.closest("[data-triage]");
     if (triageButton) { triageInsight(triageButton.dataset.insight, triageButton.dataset.triage); return; }
     const link = event.target.closest("a[data-run-link], a[data-nav]");
