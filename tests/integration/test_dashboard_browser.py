@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from switchboard.api.app import create_app
 from switchboard.contracts import describe_action
-from switchboard.db.models import AgentStep, Approval, ProactiveInsight
+from switchboard.db.models import AgentStep, Approval, EvalResult, EvalRun, ProactiveInsight
 from switchboard.db.session import session_scope
 from switchboard.demo.scenarios import APPROVAL_KIND
 from switchboard.settings import get_settings
@@ -285,6 +285,23 @@ def test_the_insights_page_acknowledges_snoozes_and_resolves(server: str, browse
     assert snoozed is not None and snoozed > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
     resolved = found["stripe_payout_mismatch"]
     assert resolved.cleared_by == "api" and resolved.note == "payout corrected by finance"
+    # the Evals page in the same frame: an eval run and its scenarios
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        scores = {"root_cause_accuracy": 1.0, "scenarios": 1, "scenarios_passed": 1, "by_suite": {}}
+        run = EvalRun(suite="calls", provider="offline", model="offline-rules-v1", status="done", trigger="manual",
+                      started_at=now, finished_at=now, scores=scores)  # fmt: skip
+        session.add(run)
+        session.flush()
+        eval_id = run.id
+        session.add(EvalResult(eval_run_id=eval_id, scenario="calls_connect_drop_bad_list", category="calls",
+                               passed=True, scores={}, details={"problems": []}))  # fmt: skip
+    _click(browser, "nav a[href='/dashboard/evals']")
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#evals-history tr[data-eval-id='{eval_id}']"))
+    assert "100%" in browser.find_element(By.CSS_SELECTOR, f"tr[data-eval-id='{eval_id}']").text
+    _wait(browser).until(lambda d: "calls_connect_drop_bad_list" in d.find_element(By.ID, "evals-latest").text)
+    assert browser.find_element(By.ID, "insights-badge").text == str(len(ids) - 1)  # the same header
+    _shot(browser, "evals")
     severe = [e["message"] for e in browser.get_log("browser")
               if e["level"] == "SEVERE" and "401 (Unauthorized)" not in e["message"]]  # fmt: skip
     assert severe == [], severe

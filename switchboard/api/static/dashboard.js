@@ -270,7 +270,7 @@ async function loadRuns() {
     return `<tr data-run-id="${esc(r.run_id)}">
       <td class="mono"><a href="/dashboard/runs/${encodeURIComponent(r.run_id)}" data-run-link>${esc(r.run_id.slice(0, 8))}</a></td>
       <td>${esc((r.insight_kind || "–").replace(/_/g, " "))}</td>
-      <td class="agent">${agentLabel(r.agent)}</td>
+      <td class="agent">${["done", "awaiting_approval"].includes(r.status) ? `<span class="muted">all three</span>` : `${r.status === "failed" ? "stopped at " : ""}${agentLabel(r.agent)}`}</td>
       <td>${pill(r.status)}</td>
       <td class="num">${esc(fmtMs(r.latency_ms))}</td>
       <td class="num">${fmtInt(r.tokens_in)} / ${fmtInt(r.tokens_out)}</td>
