@@ -251,10 +251,12 @@ def runs(
     from switchboard.db.queries import recent_runs
     from switchboard.demo.runner import render_runs
 
-    _settings()
+    _settings(schema=True)
     rows = recent_runs(limit)
     if as_json:
         typer.echo(json.dumps(rows))
+    elif not rows:
+        typer.echo("no runs yet: `switchboard demo` makes some, or start the stack (`switchboard standalone`)")
     else:
         render_runs(rows, stdout(), f"Last {len(rows)} runs")
 
@@ -320,7 +322,7 @@ def runs_show(
     from switchboard.db.queries import run_detail
     from switchboard.errors import InvalidState, NotFound
 
-    _settings()
+    _settings(schema=True)
     try:
         detail = run_detail(resolve(AgentRun, run_id, "run"))
     except (NotFound, InvalidState) as error:
@@ -344,7 +346,7 @@ def dead_letters_command(
     from switchboard.db.models import DeadLetter
     from switchboard.db.session import session_scope
 
-    _settings()
+    _settings(schema=True)
     with session_scope() as session:
         rows = [
             {
@@ -378,7 +380,7 @@ def failures(
     """Failed runs (newest first) with the step that failed and the stored reason."""
     from switchboard.replay import failed_runs
 
-    _settings()
+    _settings(schema=True)
     rows = failed_runs(limit)
     if as_json:
         typer.echo(json.dumps(rows))
@@ -401,7 +403,7 @@ def replay(run_id: Annotated[str, typer.Argument(help="a failed run (its id, or 
     from switchboard.errors import InvalidState, NotFound
     from switchboard.replay import replay as replay_run
 
-    _settings()
+    _settings(schema=True)
     try:
         run_id = resolve(AgentRun, run_id, "run")
         step = replay_run(run_id)
@@ -506,7 +508,7 @@ def eval_capture(
     from switchboard.errors import InvalidState, NotFound
     from switchboard.evals.capture import capture
 
-    _settings()
+    _settings(schema=True)
     if out is not None and out.suffix not in (".yaml", ".yml"):
         raise fail(f"{out}: a scenario file ends in .yaml", 2)
     try:
@@ -533,7 +535,7 @@ def baseline_set(
     from switchboard.errors import InvalidState, NotFound
     from switchboard.evals.harness import pin_baseline
 
-    _settings()
+    _settings(schema=True)
     try:
         row = pin_baseline(eval_run_id, by=by)
     except (NotFound, InvalidState) as error:
@@ -551,7 +553,7 @@ def baseline_show(
     from switchboard.evals.harness import pinned_baseline
     from switchboard.evals.scenarios import SUITES
 
-    _settings()
+    _settings(schema=True)
     with session_scope() as session:
         found = {name: pinned_baseline(session, name) for name in ([suite] if suite else ["all", *SUITES])}
     if as_json:
@@ -582,7 +584,7 @@ def approvals_list(
 
     from switchboard.approvals import list_approvals
 
-    _settings()
+    _settings(schema=True)
     rows = list_approvals(None if status == "all" else status)
     if as_json:
         typer.echo(json.dumps([asdict(row) for row in rows], default=str))
@@ -603,7 +605,7 @@ def approvals_approve(approval_id: int) -> None:
     from switchboard.errors import InvalidState, NotFound
     from switchboard.tasks.actions import approve
 
-    _settings()
+    _settings(schema=True)
     try:
         task_id = approve(approval_id)
     except (NotFound, InvalidState) as error:
@@ -619,7 +621,7 @@ def approvals_reject(
     from switchboard.approvals import reject
     from switchboard.errors import InvalidState, NotFound
 
-    _settings()
+    _settings(schema=True)
     try:
         reject(approval_id, reason=reason)
     except (NotFound, InvalidState) as error:

@@ -57,7 +57,7 @@ def insights(
 
     if status not in INSIGHT_FILTERS:
         raise fail(f"unknown status {status!r}: use one of {', '.join(INSIGHT_FILTERS)}", 2)
-    command_settings()
+    command_settings(schema=True)
     rows = list_insights(status, limit)
     if as_json:
         typer.echo(json.dumps(rows))
@@ -79,7 +79,7 @@ def _act(action: str, insight_id: int, **kwargs: Any) -> None:
     from switchboard import insights as work
     from switchboard.errors import InvalidState, NotFound
 
-    command_settings()
+    command_settings(schema=True)
     try:
         item = getattr(work, action)(insight_id, by=OPERATOR, **kwargs)
     except (NotFound, InvalidState) as error:

@@ -40,11 +40,36 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command_settings(*, service: bool = False) -> Settings:
+def command_settings(*, service: bool = False, schema: bool = False) -> Settings:
     """The settings, with logging set up: a service logs at SWITCHBOARD_LOG_LEVEL, a command
-    (human text on stdout) only its warnings and errors."""
+    (human text on stdout) only its warnings and errors. A command that reads or writes the
+    database (`schema`) needs it migrated: the embedded SQLite default migrates itself; any
+    other database not at this code's revision is a clear error (exit 2) saying what to run."""
     from switchboard.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings, command=not service)
+    if schema:
+        _ensure_schema(settings)
     return settings
+
+
+def _ensure_schema(settings: Settings) -> None:
+    from switchboard.db import migrate
+
+    if settings.uses_embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        current = migrate.current_revision(settings.database_url)
+    except Exception as error:
+        raise fail(
+            f"the database does not answer ({type(error).__name__}): check SWITCHBOARD_DATABASE_URL", 2
+        ) from None
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if settings.uses_embedded_database:
+        migrate.upgrade(settings.database_url)
+        return
+    raise fail(f"the database is at revision {current or 'none (empty)'}, this version needs {head}: "
+               "run `switchboard migrate` first", 2)  # fmt: skip

@@ -145,7 +145,8 @@ def api_command(settings: Settings, extra: list[str] | None = None) -> tuple[lis
 
 
 def flower_command(settings: Settings, extra: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Flower's argv and extra environment: persistent state, and basic auth when configured.
+    """Flower's argv and extra environment: persistent state, and basic auth when configured —
+    without it, Flower listens on loopback only.
 
     The credentials travel in FLOWER_BASIC_AUTH, not argv, so `ps` never shows them.
     """
@@ -158,4 +159,6 @@ def flower_command(settings: Settings, extra: list[str] | None = None) -> tuple[
     env = {}
     if settings.flower_basic_auth is not None:
         env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    else:  # no credentials: only this machine may see the tasks (and their arguments) and control workers
+        argv.append("--address=127.0.0.1")
     return argv + list(extra or []), env

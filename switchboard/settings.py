@@ -455,6 +455,11 @@ class Settings(BaseSettings):
         return self.data_dir / "redis.sock"
 
     @property
+    def uses_embedded_database(self) -> bool:
+        """The SQLite file under the data directory that is used when no database URL is set."""
+        return self.database_url == f"sqlite:///{self.data_dir / 'switchboard.db'}"
+
+    @property
     def uses_embedded_broker(self) -> bool:
         return self.broker_url == f"redis+socket://{self.embedded_redis_socket}"
 

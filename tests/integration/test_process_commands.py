@@ -20,6 +20,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from switchboard.tasks.probe import probe
 from tests.support.env import child_env
+from tests.support.services import DatabaseFactory
 
 
 @contextmanager
@@ -127,3 +128,46 @@ def test_flower_requires_the_configured_basic_auth(redis_url: str, database_url:
         cmdline = Path(f"/proc/{flower.pid}/cmdline").read_bytes().decode()
         assert "s3cret-pass" not in cmdline
     assert "s3cret-pass" not in (tmp_path / "flower.log").read_text()
+
+
+def test_flower_without_basic_auth_listens_on_loopback_only(redis_url: str, database_url: str, tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    env = _env(redis_url, database_url, SWITCHBOARD_FLOWER_PORT=str(port), SWITCHBOARD_DATA_DIR=str(tmp_path))
+    env.pop("SWITCHBOARD_FLOWER_BASIC_AUTH", None)
+    with _running([sys.executable, "-m", "switchboard", "flower"], env, tmp_path / "flower.log") as flower:
+        deadline = time.monotonic() + 30
+        listening: list[str] = []
+        while time.monotonic() < deadline and not listening:
+            assert flower.poll() is None, (tmp_path / "flower.log").read_text()
+            listening = [c.laddr.ip for c in psutil.Process(flower.pid).net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN and c.laddr.port == port]  # fmt: skip
+            time.sleep(0.3)
+        assert listening == ["127.0.0.1"], listening
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+
+
+def test_read_commands_migrate_the_embedded_default_and_name_the_fix_elsewhere(
+    pg_database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    fresh = {
+        k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k.startswith("SWITCHBOARD_TEST_")
+    }
+    fresh["SWITCHBOARD_DATA_DIR"] = str(tmp_path / "data")
+    for command in (["runs"], ["failures"], ["approvals", "list"], ["insights"], ["dead-letters"]):
+        done = subprocess.run([sys.executable, "-m", "switchboard", *command], env=fresh, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, (command, done.stderr)
+        assert "Traceback" not in done.stderr and "no such table" not in done.stderr
+    assert (tmp_path / "data" / "switchboard.db").is_file()  # the embedded default migrated itself
+    empty = {**fresh, "SWITCHBOARD_DATABASE_URL": pg_database_factory.create()}
+    for command in (["runs"], ["insights"], ["runs", "show", "abcd1234"]):
+        done = subprocess.run([sys.executable, "-m", "switchboard", *command], env=empty, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "run `switchboard migrate` first" in done.stderr and "Traceback" not in done.stderr
+    down = {**fresh, "SWITCHBOARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    done = subprocess.run([sys.executable, "-m", "switchboard", "runs"], env=down, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "the database does not answer" in done.stderr and "Traceback" not in done.stderr
