@@ -16,7 +16,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from switchboard.db import migrate
-from switchboard.db.models import AgentRun, Base, ProactiveInsight
+from switchboard.db.models import AgentRun, Base, ProactiveInsight, SourceRecord
 from switchboard.db.session import get_engine, session_scope
 from tests.support.services import DatabaseFactory
 
@@ -165,3 +165,39 @@ def test_finished_insights_from_before_episodes_are_closed_episodes(empty_databa
     with session_scope(empty_database) as session:
         rows = [(i.status, i.cleared_by) for i in session.query(ProactiveInsight).order_by(ProactiveInsight.id)]
     assert rows == [("done", "migration"), ("failed", "migration"), ("done", "migration"), ("new", None)]
+
+
+def test_every_table_has_row_level_security_and_a_public_role_reads_nothing(
+    pg_database_factory: DatabaseFactory,
+) -> None:
+    url = pg_database_factory.create()
+    migrate.upgrade(url)
+    engine = get_engine(url)
+    role = f"anon_{os.getpid()}"
+    with session_scope(url) as session:  # rows for a reader to (not) see
+        session.add(AgentRun(id="r-rls", status="done"))
+        session.add(SourceRecord(source="stripe", object_type="charge", object_id="ch_rls",
+                                 occurred_at=dt.datetime.now(dt.UTC), data={"amount": 100}))  # fmt: skip
+    with engine.begin() as connection:
+        unprotected = connection.execute(text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT c.relrowsecurity"
+        )).scalars().all()  # fmt: skip
+        assert unprotected == []
+        # a role like Supabase's anon, with the table grants its Data API has
+        connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        connection.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+        connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+        connection.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+    try:
+        with engine.begin() as connection:
+            tables = [t for t in _tables(url)] + ["recent_agent_runs"]
+            assert connection.execute(text("SELECT count(*) FROM agent_runs")).scalar_one() == 1  # the owner sees it
+            connection.execute(text(f'SET LOCAL ROLE "{role}"'))
+            seen = {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
+        assert seen == dict.fromkeys(tables, 0), seen
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"'))
+            connection.execute(text(f'REVOKE USAGE ON SCHEMA public FROM "{role}"'))
+            connection.execute(text(f'DROP ROLE "{role}"'))
