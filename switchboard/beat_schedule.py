@@ -1,7 +1,13 @@
-"""Every periodic job in one readable table (name → task, schedule, queue).
+"""Every periodic job in one readable table (name → task, schedule, queue), and how beat keeps it.
 
 Intervals come from settings. Each entry expires after a few intervals, so a beat that ran
 while no worker was up does not leave a pile of identical jobs behind.
+
+Beat runs RedBeat's scheduler (`celery-redbeat`): the schedule and a leader lock live in the
+shared Redis. Any number of `switchboard beat` processes may run for availability; only the one
+holding the lock sends jobs, so each fires once per tick. The lock is extended every tick and
+expires SWITCHBOARD_BEAT_LOCK_TIMEOUT_S (25 s) after its holder dies, when a waiting beat takes
+over; beat wakes at least five times per lock period to extend it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,24 @@ from celery.schedules import crontab
 from switchboard.settings import Settings
 
 WATCHED_SOURCES = ("stripe", "hubspot", "calls")
+
+
+def beat_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for RedBeat: its Redis (the shared one), keys under the queue prefix."""
+    from switchboard.errors import ConfigurationError
+    from switchboard.integrations.resilience import redis_url
+
+    try:
+        url = redis_url(settings)
+    except ConfigurationError:  # no Redis at all: Celery's own scheduler, and one beat only
+        return {}
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_loop_interval": max(1, int(settings.beat_lock_timeout_s // 5)),
+        "redbeat_redis_url": url,
+        "redbeat_key_prefix": f"{settings.queue_prefix}redbeat",
+        "redbeat_lock_timeout": int(settings.beat_lock_timeout_s),
+    }
 
 
 # The jobs that come round every few seconds or minutes. Their Celery lines ("Sending due task",

@@ -154,12 +154,13 @@ def build_config(settings: Settings) -> dict[str, Any]:
 def create_celery(settings: Settings) -> Celery:
     """A configured Celery app with the beat table and signal hooks attached."""
     from switchboard import dead_letters
-    from switchboard.beat_schedule import build_beat_schedule
+    from switchboard.beat_schedule import beat_config, build_beat_schedule
     from switchboard.hooks import connect_hooks
 
     celery = Celery("switchboard")
     celery.conf.update(build_config(settings))
     celery.conf.beat_schedule = build_beat_schedule(settings)
+    celery.conf.update(beat_config(settings))
     connect_hooks()
     dead_letters.connect()
     return celery

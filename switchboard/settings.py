@@ -218,6 +218,8 @@ class Settings(BaseSettings):
 
     # --- beat -------------------------------------------------------------------------------------
     poll_insights_interval_s: float = Field(default=2.0, gt=0)
+    # Beat's leader lock (RedBeat): a standby beat takes over this long after the leader dies.
+    beat_lock_timeout_s: float = Field(default=25.0, ge=3)
     watcher_scan_interval_s: float = Field(default=300.0, gt=0)
     gap_detection_interval_s: float = Field(default=900.0, gt=0)
 

@@ -93,9 +93,10 @@ def test_an_episode_ends_when_its_detector_no_longer_finds_it_and_recurs_as_a_ne
     assert new and recurred != gone
 
 
-def test_an_operator_resolves_a_finished_episode_only(session: Session) -> None:
+def test_an_operator_resolves_an_episode_no_run_is_working_on(session: Session) -> None:
     insight_id, _ = lifecycle.record_occurrence(session, _alert(entity="d6"), NOW, SETTINGS)
-    with pytest.raises(InvalidState, match="is new"):
+    session.get(ProactiveInsight, insight_id).status = "running"  # type: ignore[union-attr]
+    with pytest.raises(InvalidState, match="is running"):
         lifecycle.resolve_insight(session, insight_id, by="ops@example.com", now=NOW)
     _finish(session, insight_id)
     lifecycle.resolve_insight(session, insight_id, by="ops@example.com", now=NOW)
