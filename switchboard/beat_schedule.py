@@ -3,11 +3,12 @@
 Intervals come from settings. Each entry expires after a few intervals, so a beat that ran
 while no worker was up does not leave a pile of identical jobs behind.
 
-Beat runs RedBeat's scheduler (`celery-redbeat`): the schedule and a leader lock live in the
-shared Redis. Any number of `switchboard beat` processes may run for availability; only the one
-holding the lock sends jobs, so each fires once per tick. The lock is extended every tick and
-expires SWITCHBOARD_BEAT_LOCK_TIMEOUT_S (25 s) after its holder dies, when a waiting beat takes
-over; beat wakes at least five times per lock period to extend it.
+Beat runs RedBeat's scheduler (`celery-redbeat`, made to ride out Redis restarts in
+`switchboard/beat.py`): the schedule and a leader lock live in the shared Redis. Any number of
+`switchboard beat` processes may run for availability; only the one holding the lock sends
+jobs, so each fires once per tick. The lock is extended every tick and expires
+SWITCHBOARD_BEAT_LOCK_TIMEOUT_S (25 s) after its holder dies, when a waiting beat takes over;
+beat wakes at least five times per lock period to extend it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def beat_config(settings: Settings) -> dict[str, Any]:
     except ConfigurationError:  # no Redis at all: Celery's own scheduler, and one beat only
         return {}
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "switchboard.beat:Scheduler",
         "beat_max_loop_interval": max(1, int(settings.beat_lock_timeout_s // 5)),
         "redbeat_redis_url": url,
         "redbeat_key_prefix": f"{settings.queue_prefix}redbeat",

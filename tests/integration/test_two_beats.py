@@ -74,6 +74,19 @@ def test_two_beats_fire_each_job_once_and_the_standby_takes_over(
         print(f"standby took over {took_over_s:.0f} s after the leader was killed; then {after} polls in 6 s")
         assert took_over_s <= LOCK_S + 5
         assert 4 <= after <= 8, after
+
+        # Redis loses everything (a restart without persistence): the lock and the schedule
+        for key in client.scan_iter(match=f"{prefix}redbeat*"):
+            client.delete(key)
+        time.sleep(LOCK_S)
+        start = _sent(client, queue)
+        time.sleep(6)
+        resumed = _sent(client, queue) - start
+        survivor = beats[standby][1].read_text()
+        print(f"after Redis lost the schedule and the lock: {resumed} polls in 6 s")
+        assert beats[standby][0].poll() is None, survivor[-2000:]
+        assert 4 <= resumed <= 8, (resumed, survivor[-2000:])
+        assert "the schedule is gone from Redis" in survivor
     finally:
         for process, _log in beats.values():
             if process.poll() is None:
