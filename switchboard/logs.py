@@ -73,13 +73,17 @@ class QuietPeriodic(logging.Filter):
 
     LOGGERS = frozenset({"celery.beat", "celery.worker.strategy", "celery.app.trace", "switchboard.tasks"})
 
+    def __init__(self) -> None:
+        super().__init__()
+        from switchboard.beat_schedule import QUIET_TASKS
+
+        self.tasks = QUIET_TASKS
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.INFO or record.name not in self.LOGGERS:
             return True
-        from switchboard.beat_schedule import QUIET_TASKS
-
         message = record.getMessage()
-        if not any(name in message for name in QUIET_TASKS):
+        if not any(name in message for name in self.tasks):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)

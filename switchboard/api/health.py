@@ -88,7 +88,9 @@ async def health(request: Request) -> JSONResponse:
         asyncio.to_thread(_check_database), asyncio.to_thread(WORKER_CHECK.get)
     )
     ok = database == "ok" and broker == "ok"
-    body = Health(status="ok" if ok else "degraded")
+    status = "ok" if ok else "degraded"
     if presents_operator_key(request):
-        body = Health(status=body.status, database=database, broker=broker, workers=workers)
+        body = Health(status=status, database=database, broker=broker, workers=workers)
+    else:
+        body = Health(status=status)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)

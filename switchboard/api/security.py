@@ -89,12 +89,12 @@ class BrowserGuard:
         name = host_name(headers.get("host", ""))
         if name not in self.allowed:
             reason = f"host {name or '(none)'!r} is not served here: add it to SWITCHBOARD_ALLOWED_HOSTS"
-            await self._refuse(send, 400, reason)
+            await refuse(send, 400, reason)
             return
         if scope["method"] not in SAFE_METHODS:
             cross_site = cross_site_reason(headers)
             if cross_site is not None:
-                await self._refuse(send, 403, cross_site)
+                await refuse(send, 403, cross_site)
                 return
 
         async def send_with_headers(message: Message) -> None:
@@ -103,10 +103,6 @@ class BrowserGuard:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    @staticmethod
-    async def _refuse(send: Send, status: int, reason: str) -> None:
-        await refuse(send, status, reason)
 
 
 async def refuse(send: Send, status: int, reason: str) -> None:

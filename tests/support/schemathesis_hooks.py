@@ -6,7 +6,6 @@ testing a missing required header) stays unsigned."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +15,8 @@ from typing import Any
 
 import requests
 import schemathesis
+
+from switchboard.api.webhooks import hubspot_signature
 
 STRIPE = "/api/webhooks/stripe"
 HUBSPOT = "/api/webhooks/hubspot"
@@ -55,9 +56,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         stamp = str(int(time.time() * 1000))
         url = requests.Request("POST", case.operation.schema.get_base_url().rstrip("/") + case.formatted_path,
                                params=case.query or None).prepare().url  # fmt: skip
-        secret = os.environ["SWITCHBOARD_HUBSPOT_CLIENT_SECRET"].encode()
-        message = b"POST" + str(url).encode() + body + stamp.encode()
-        signature = base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()
+        signature = hubspot_signature(os.environ["SWITCHBOARD_HUBSPOT_CLIENT_SECRET"], "POST", str(url), body, stamp)
         _set(case, "X-HubSpot-Signature-v3", signature)
         _set(case, "X-HubSpot-Request-Timestamp", stamp)
         kwargs["data"] = body
