@@ -100,7 +100,8 @@ def test_every_operation_conforms_to_the_openapi_contract(api: str, tmp_path: Pa
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "run", f"{api}/openapi.json",
         "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "40",
-        "--workers", "2", "--seed", "20261203", "--no-color",
+        # one worker: two threads once crashed hypothesis's lambda description in a fresh venv
+        "--workers", "1", "--seed", "20261203", "--no-color",
     ]  # fmt: skip
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
