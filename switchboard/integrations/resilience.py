@@ -296,6 +296,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if outcome == 'success' then
+  -- a call let through before the circuit opened proves nothing about the open spell: only
+  -- the half-open probe (or a call while closed) closes it
+  if state == 'open' then return 'open' end
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0')
   return 'closed'
 end

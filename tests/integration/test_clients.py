@@ -96,6 +96,8 @@ def test_breaker_state_machine_on_redis(env: pytest.MonkeyPatch, redis_url: str)
     breaker = CircuitBreaker(resilience.shared_redis(), "stripe", policy_for("stripe"))
     assert breaker.allow() == (True, 0.0)
     assert breaker.record(False) == "closed" and breaker.record(False) == "open"
+    # a call let through before it opened answers late, and well: the circuit stays open
+    assert breaker.record(True) == "open" and breaker.allow()[0] is False
     allowed, wait = breaker.allow()
     assert not allowed and 0 < wait <= 1.0
     time.sleep(wait + 0.05)
