@@ -154,11 +154,17 @@ def flower() -> None:
 def migrate(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
     downgrade: Annotated[bool, typer.Option("--downgrade", help="Downgrade to --revision")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print what it would do, and change nothing")] = False,
 ) -> None:
-    """Bring the database schema to a revision (idempotent)."""
+    """Bring the database schema to a revision (idempotent). The seed's tables, if the database
+    has them already, are adopted in place: every row kept, what Switchboard needs added."""
     from switchboard.db import migrate as migrations
 
     settings = _settings()
+    if plan:
+        lines, feasible = migrations.plan(settings.database_url)
+        typer.echo("\n".join(lines))
+        raise typer.Exit(0 if feasible else 2)
     if downgrade:
         before, after = migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
     else:

@@ -31,6 +31,8 @@ def _left(seconds: int | None) -> str:
 
 
 def _triage(item: dict[str, Any]) -> str:
+    if item["quarantine_reason"]:
+        return f"quarantined: {item['quarantine_reason']}"
     if item["resolved_at"]:
         return f"resolved by {item['resolved_by']}"
     parts = []
@@ -44,7 +46,9 @@ def _triage(item: dict[str, Any]) -> str:
 @insights_cli.callback()
 def insights(
     ctx: typer.Context,
-    status: Annotated[str, typer.Option(help="open, resolved, all, or one status (new, running, done, …)")] = "open",
+    status: Annotated[
+        str, typer.Option(help="open, resolved, quarantined, all, or one status (new, running, done, …)")
+    ] = "open",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
 ) -> None:

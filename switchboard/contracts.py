@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +19,7 @@ SCHEMA_VERSION: Literal[1] = 1
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 Source = Literal["stripe", "hubspot", "calls"]
+SOURCES: tuple[str, ...] = get_args(Source)  # the sources agents run on (an eval regression is for a human)
 Risk = Literal["low", "medium", "high"]
 RISK_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 

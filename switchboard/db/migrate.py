@@ -9,6 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from switchboard.db import adopt
+from switchboard.db.models import Base
 from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
 
@@ -51,3 +53,23 @@ def downgrade(url: str | None = None, revision: str = "base") -> tuple[str | Non
     before = current_revision(url)
     command.downgrade(alembic_config(url), revision)
     return before, current_revision(url)
+
+
+def plan(url: str | None = None) -> tuple[list[str], bool]:
+    """What `upgrade` would do, changing nothing: the revisions it would apply and, on a
+    database that already has the seed's tables, how each is adopted. (lines, whether it can)"""
+    script = ScriptDirectory.from_config(alembic_config(url or get_settings().database_url))
+    with get_engine(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        tables = adopt.plan(connection, Base.metadata) if current is None else []
+    pending = list(reversed(list(script.iterate_revisions(script.get_current_head(), current))))
+    if not pending:
+        return [f"database at {current}: nothing to do"], True
+    lines = [f"from {current or 'an empty schema'} to {pending[-1].revision}, applying:"]
+    lines += [f"  {rev.revision} {(rev.doc or '').splitlines()[0]}" for rev in pending]
+    for table in tables:
+        lines += table.describe()
+    problems = [problem for table in tables for problem in table.problems]
+    if problems:
+        lines.append(f"migrate would stop at the first step ({len(problems)} problems above) and change nothing")
+    return lines, not problems

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -250,6 +252,8 @@ class ProactiveInsight(TimestampMixin, Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     snoozed_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     note: Mapped[str | None] = mapped_column(Text)
+    # why Switchboard cannot run it (a legacy row of an adopted table): set aside, cleared
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class AgentContext(TimestampMixin, Base):
@@ -263,6 +267,20 @@ class AgentContext(TimestampMixin, Base):
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+# What was in the database before Switchboard adopted it (db/adopt.py): kind "table" or
+# "column" was there already (never dropped by a downgrade); "constraint" Switchboard added.
+adopted_ledger = Table(
+    "switchboard_adopted",
+    Base.metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("table_name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("created_at", Timestamp, server_default=func.now(), nullable=False),
+    UniqueConstraint("table_name", "kind", "name"),
+)
 
 
 # --- Switchboard's own tables -----------------------------------------------------------------

@@ -449,7 +449,7 @@ def eval_run_detail(eval_run_id: str) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- insights
 
-INSIGHT_FILTERS = ("open", "resolved", "all", *INSIGHT_STATUSES)
+INSIGHT_FILTERS = ("open", "resolved", "quarantined", "all", *INSIGHT_STATUSES)
 
 
 def insight_view(insight: ProactiveInsight, run_status: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -468,6 +468,7 @@ def insight_view(insight: ProactiveInsight, run_status: str | None, now: dt.date
         "acknowledged_at": _iso(insight.acknowledged_at), "acknowledged_by": insight.acknowledged_by,
         "snoozed_until": _iso(snoozed), "snoozed": snoozed is not None and snoozed > now,
         "resolved_at": _iso(insight.cleared_at), "resolved_by": insight.cleared_by, "note": insight.note,
+        "quarantine_reason": insight.quarantine_reason,
     }  # fmt: skip
 
 
@@ -490,7 +491,9 @@ def insights(status: str = "open", limit: int = 200, now: dt.datetime | None = N
     if status == "open":
         query = query.where(ProactiveInsight.cleared_at.is_(None))
     elif status == "resolved":
-        query = query.where(ProactiveInsight.cleared_at.is_not(None))
+        query = query.where(ProactiveInsight.cleared_at.is_not(None), ProactiveInsight.quarantine_reason.is_(None))
+    elif status == "quarantined":
+        query = query.where(ProactiveInsight.quarantine_reason.is_not(None))
     elif status != "all":
         query = query.where(ProactiveInsight.status == status)
     query = query.order_by(ProactiveInsight.sla_deadline.asc(), ProactiveInsight.id.desc()).limit(limit)

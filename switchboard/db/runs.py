@@ -33,13 +33,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from switchboard.contracts import SEVERITY_ORDER, Alert
+from switchboard.contracts import SEVERITY_ORDER, SOURCES, Alert
 from switchboard.db import runs_postgres
 from switchboard.db.models import (
+    INSIGHT_STATUSES,
     OPEN_INSIGHT_STATUSES,
     AgentConversation,
     AgentDecision,
@@ -204,6 +206,35 @@ def snoozed_until(insight: ProactiveInsight, now: dt.datetime) -> dt.datetime | 
     if insight.snoozed_until is None or as_utc(insight.snoozed_until) <= now:
         return None
     return as_utc(insight.snoozed_until)
+
+
+QUARANTINE = "quarantine"  # cleared_by of an insight Switchboard cannot run
+
+
+def unfit(insight: Any) -> str | None:
+    """Why a stored insight cannot be run as the contracts say — a row the old stack wrote into
+    an adopted `proactive_insights`, or any row not made by Switchboard — or None."""
+    problems = []
+    if insight.status not in INSIGHT_STATUSES:
+        problems.append(f"status {insight.status!r} is not one of {', '.join(INSIGHT_STATUSES)}")
+    if insight.severity not in SEVERITY_ORDER:
+        problems.append(f"severity {insight.severity!r} is not one of {', '.join(SEVERITY_ORDER)}")
+    if insight.source in SOURCES or insight.source is None:
+        try:
+            Alert.model_validate(insight.payload)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "payload"
+            problems.append(f"its payload is not an alert ({where}: {first['msg']})")
+    return "; ".join(problems) or None
+
+
+def quarantine_insight(session: Session, insight: ProactiveInsight, *, reason: str, now: dt.datetime) -> None:
+    """Set an unfit insight aside, with the reason: never run, out of the open list, kept as it is."""
+    insight.quarantine_reason = reason[:4000]
+    insight.cleared_at = insight.cleared_at or now
+    insight.cleared_by = QUARANTINE
+    insight.next_attempt_at = None
 
 
 def open_insight(session: Session, **fields: Any) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from switchboard.celery_app import app
+from switchboard.contracts import SOURCES
 from switchboard.db import runs as lifecycle
 from switchboard.db.locks import lock_names
 from switchboard.db.models import ACTIVE_RUN_STATUSES, AgentDecision, AgentRun, AgentStep, ProactiveInsight
@@ -31,7 +32,6 @@ from switchboard.tasks.runs import PreparedRun, prepare_run, send_from_step, sen
 
 log = logging.getLogger("switchboard.orchestrator")
 
-AGENT_SOURCES = ("stripe", "hubspot", "calls")
 ENTITY_BACKOFF = dt.timedelta(seconds=5)
 STEP_RETRY_BUDGET = 5
 
@@ -67,7 +67,7 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
         select(ProactiveInsight)
         .where(
             ProactiveInsight.status == "new",
-            ProactiveInsight.source.in_(AGENT_SOURCES),  # e.g. an eval regression is for a human, not an agent run
+            ProactiveInsight.source.in_(SOURCES),  # e.g. an eval regression is for a human, not an agent run
             or_(ProactiveInsight.next_attempt_at.is_(None), ProactiveInsight.next_attempt_at <= now),
             ProactiveInsight.cleared_at.is_(None),  # resolved by an operator before it ran
             or_(ProactiveInsight.snoozed_until.is_(None), ProactiveInsight.snoozed_until <= now),
@@ -79,13 +79,19 @@ def claim_and_place(session: Session, now: dt.datetime, settings: Settings) -> t
         query = query.with_for_update(skip_locked=True)
     insights = list(session.scalars(query))
     prepared: list[PreparedRun] = []
-    counts = {"dispatched": 0, "expired": 0, "deferred": 0, "lost_race": 0}
+    counts = {"dispatched": 0, "expired": 0, "deferred": 0, "lost_race": 0, "quarantined": 0}
     if not insights:
         return prepared, counts
     # the per-entity concurrency check is serialised across orchestrators (PostgreSQL)
     lock_names(session, [_entity_key(i) for i in insights])
     active = _active_per_entity(session, insights)
     for insight in insights:
+        problem = lifecycle.unfit(insight)
+        if problem:  # e.g. a row the old stack wrote: set aside with the reason, never retried
+            lifecycle.quarantine_insight(session, insight, reason=problem, now=now)
+            log.warning("insight %s quarantined: %s", insight.id, problem)
+            counts["quarantined"] += 1
+            continue
         placement = place(insight.severity, insight.sla_deadline, insight.created_at, now, settings)
         if placement.action == "expire" and insight.acknowledged_at is not None:
             # an operator acknowledged it and waits for the answer: run it late rather than drop it

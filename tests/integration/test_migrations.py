@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "source_records",
     "dead_letters",
     "entity_links",
+    "switchboard_adopted",
 }
 
 
@@ -161,10 +162,15 @@ def test_finished_insights_from_before_episodes_are_closed_episodes(empty_databa
                      "VALUES ('payout_mismatch', 'stripe', 'high', 't', 'po_1', :s, 0, 3, 1)"),
                 {"s": status},
             )  # fmt: skip
-    migrate.upgrade(empty_database)
+    migrate.upgrade(empty_database, "0008")
+    with get_engine(empty_database).connect() as connection:
+        rows = connection.execute(text("SELECT status, cleared_by FROM proactive_insights ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("done", "migration"), ("failed", "migration"), ("done", "migration"),
+                                        ("new", None)]  # fmt: skip
+    migrate.upgrade(empty_database)  # and the waiting one, with no alert in its payload, is set aside by 0014
     with session_scope(empty_database) as session:
-        rows = [(i.status, i.cleared_by) for i in session.query(ProactiveInsight).order_by(ProactiveInsight.id)]
-    assert rows == [("done", "migration"), ("failed", "migration"), ("done", "migration"), ("new", None)]
+        waiting = session.query(ProactiveInsight).filter_by(status="new").one()
+    assert waiting.cleared_by == "quarantine" and "payload is not an alert" in (waiting.quarantine_reason or "")
 
 
 def test_every_table_has_row_level_security_and_a_public_role_reads_nothing(

@@ -590,6 +590,7 @@ function fmtLeft(seconds) {
 }
 
 function triage(i) {
+  if (i.quarantine_reason) return `quarantined: ${esc(i.quarantine_reason)}`;
   if (i.resolved_at) return `resolved by ${esc(i.resolved_by)} · ${esc(ago(i.resolved_at))}`;
   const parts = [];
   if (i.snoozed) parts.push(`snoozed until ${esc(fmtTime(i.snoozed_until))}`);

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from switchboard.db.models import RECENT_RUNS_VIEW_SQL
+from switchboard.db import adopt
+from switchboard.db.models import RECENT_RUNS_VIEW_SQL, Base
 
 EMBEDDING_DIM = 256
 
@@ -22,6 +23,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # The seed's tables may be there already (a project the old stack ran on): every problem
+    # with them is found before the first change, then each is adopted in place (db/adopt.py).
+    adopt.check_all(op.get_bind(), Base.metadata)
+    adopt.ensure_ledger(op.get_bind())
 
     op.create_table(
         "action_executions",
@@ -52,7 +57,8 @@ def upgrade() -> None:
     with op.batch_alter_table("action_executions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_action_executions_run_id"), ["run_id"], unique=False)
 
-    op.create_table(
+    adopt.adopt_or_create(
+        op,
         "agent_context",
         sa.Column(
             "id",
@@ -83,7 +89,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_context")),
         sa.UniqueConstraint("scope", "key", name=op.f("uq_agent_context_scope_key")),
     )
-    op.create_table(
+    adopt.adopt_or_create(
+        op,
         "agent_conversations",
         sa.Column(
             "id",
@@ -118,7 +125,8 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_agent_conversations_run_id"), ["run_id"], unique=False)
 
-    op.create_table(
+    adopt.adopt_or_create(
+        op,
         "agent_decisions",
         sa.Column(
             "id",
@@ -287,7 +295,8 @@ def upgrade() -> None:
             unique=False,
         )
 
-    op.create_table(
+    adopt.adopt_or_create(
+        op,
         "knowledge_base",
         sa.Column(
             "id",
@@ -336,7 +345,8 @@ def upgrade() -> None:
     with op.batch_alter_table("knowledge_base", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_knowledge_base_entity_id"), ["entity_id"], unique=False)
 
-    op.create_table(
+    adopt.adopt_or_create(
+        op,
         "proactive_insights",
         sa.Column(
             "id",
@@ -680,11 +690,11 @@ def downgrade() -> None:
         )
         batch_op.drop_index(batch_op.f("ix_proactive_insights_status_next_attempt_at"))
 
-    op.drop_table("proactive_insights")
+    adopt.release_or_drop(op, "proactive_insights")
     with op.batch_alter_table("knowledge_base", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_knowledge_base_entity_id"))
 
-    op.drop_table("knowledge_base")
+    adopt.release_or_drop(op, "knowledge_base")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_source_occurred_at"))
 
@@ -700,14 +710,16 @@ def downgrade() -> None:
     with op.batch_alter_table("agent_decisions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_agent_decisions_run_id_created_at"))
 
-    op.drop_table("agent_decisions")
+    adopt.release_or_drop(op, "agent_decisions")
     with op.batch_alter_table("agent_conversations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_agent_conversations_run_id"))
         batch_op.drop_index(batch_op.f("ix_agent_conversations_entity_type_entity_id_created_at"))
 
-    op.drop_table("agent_conversations")
-    op.drop_table("agent_context")
+    adopt.release_or_drop(op, "agent_conversations")
+    adopt.release_or_drop(op, "agent_context")
     with op.batch_alter_table("action_executions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_action_executions_run_id"))
 
     op.drop_table("action_executions")
+    if sa.inspect(op.get_bind()).has_table(adopt.LEDGER):
+        op.drop_table(adopt.LEDGER)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from switchboard.db import adopt
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -22,9 +24,8 @@ UNCLEARED = "cleared_at IS NULL"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("proactive_insights", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("cleared_by", sa.String(length=64), nullable=True))
+    adopt.add_columns(op, "proactive_insights", sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),
+                      sa.Column("cleared_by", sa.String(length=64), nullable=True))  # fmt: skip
     # Insights that finished before episodes existed were closed episodes: keep them closed, so
     # the new index (one uncleared insight per dedupe key) holds for the rows already there.
     op.execute(f"UPDATE proactive_insights SET cleared_at = updated_at, cleared_by = 'migration' WHERE NOT ({OPEN})")
@@ -51,5 +52,4 @@ def downgrade() -> None:
             postgresql_where=sa.text(OPEN),
             sqlite_where=sa.text(OPEN),
         )
-        batch_op.drop_column("cleared_by")
-        batch_op.drop_column("cleared_at")
+    adopt.drop_columns(op, "proactive_insights", "cleared_by", "cleared_at")

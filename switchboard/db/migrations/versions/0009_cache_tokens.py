@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from switchboard.db import adopt
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -38,16 +40,12 @@ def upgrade() -> None:
             batch_op.add_column(sa.Column("cache_write_tokens", sa.Integer(), nullable=False, server_default="0"))
             batch_op.alter_column("cost_usd", existing_type=sa.Float(), nullable=True)
     op.execute(RECENT_RUNS_VIEW)
-    with op.batch_alter_table("agent_decisions", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("ck_agent_decisions_status"), type_="check")
-        batch_op.create_check_constraint(op.f("ck_agent_decisions_status"), sa.text(NEW_STATUSES))
+    adopt.replace_check(op, "agent_decisions", op.f("ck_agent_decisions_status"), NEW_STATUSES)
 
 
 def downgrade() -> None:
     op.execute("UPDATE agent_decisions SET status = 'retrying' WHERE status = 'deferred'")
-    with op.batch_alter_table("agent_decisions", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("ck_agent_decisions_status"), type_="check")
-        batch_op.create_check_constraint(op.f("ck_agent_decisions_status"), sa.text(OLD_STATUSES))
+    adopt.replace_check(op, "agent_decisions", op.f("ck_agent_decisions_status"), OLD_STATUSES)
     op.execute("DROP VIEW IF EXISTS recent_agent_runs")
     for table in ("agent_runs", "agent_steps"):
         op.execute(f"UPDATE {table} SET cost_usd = 0 WHERE cost_usd IS NULL")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from switchboard.db import adopt
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
@@ -19,18 +21,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("proactive_insights", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("acknowledged_by", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("snoozed_until", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))
+    adopt.add_columns(
+        op,
+        "proactive_insights",
+        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acknowledged_by", sa.String(length=64), nullable=True),
+        sa.Column("snoozed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+    )
     op.create_index("ix_source_records_object_id", "source_records", ["object_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_source_records_object_id", table_name="source_records")
-    with op.batch_alter_table("proactive_insights", schema=None) as batch_op:
-        batch_op.drop_column("note")
-        batch_op.drop_column("snoozed_until")
-        batch_op.drop_column("acknowledged_by")
-        batch_op.drop_column("acknowledged_at")
+    adopt.drop_columns(op, "proactive_insights", "note", "snoozed_until", "acknowledged_by", "acknowledged_at")

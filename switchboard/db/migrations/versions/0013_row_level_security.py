@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from switchboard.db import adopt
+
 revision = "0013"
 down_revision = "0012"
 branch_labels = None
@@ -47,4 +49,5 @@ def downgrade() -> None:
     if int(bind.execute(sa.text("SHOW server_version_num")).scalar_one()) >= 150000:
         op.execute(sa.text("ALTER VIEW recent_agent_runs RESET (security_invoker)"))
     for table in TABLES:
-        op.execute(sa.text(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY'))
+        if not adopt.adopted(bind, table):  # an adopted table keeps it: off would open it to the Data API
+            op.execute(sa.text(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY'))
