@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo run test install services lint typecheck pytest clean
+.PHONY: demo run test install services lint typecheck pytest pytest-pooler clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -38,7 +38,16 @@ typecheck: install
 pytest: install services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: install services lint typecheck pytest
+# The Postgres tests of the run lifecycle, the orchestrator (locks, SKIP LOCKED), migrations and
+# insights again, every database reached through PgBouncer in transaction mode (~75 s;
+# tests/support/pgbouncer.py)
+POOLER_TESTS := tests/integration/test_step_hooks.py tests/integration/test_orchestrator.py \
+  tests/integration/test_agent_runs.py tests/integration/test_migrations.py tests/integration/test_adopt_schema.py \
+  tests/integration/test_episodes.py tests/integration/test_insights.py
+pytest-pooler: install services
+	SWITCHBOARD_TEST_POOLER=pgbouncer $(BIN)/pytest $(POOLER_TESTS)
+
+test: install services lint typecheck pytest pytest-pooler
 
 clean:
 	rm -rf $(VENV) .switchboard .pytest_cache .mypy_cache .ruff_cache

@@ -95,8 +95,16 @@ ensure_netns_tools() {
   apt_install iproute2
 }
 
+ensure_pgbouncer() {
+  # The pooler tests start their own PgBouncer (transaction mode, Supabase's port-6543 shape);
+  # only the binary is needed. The package's own service stays stopped.
+  if [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null; then return 0; fi
+  apt_install pgbouncer
+}
+
 ensure_postgres
 ensure_redis
 ensure_browser
 ensure_netns_tools
-say "PostgreSQL, Redis and headless Chromium are ready"
+ensure_pgbouncer
+say "PostgreSQL, Redis, PgBouncer and headless Chromium are ready"

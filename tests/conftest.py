@@ -44,6 +44,13 @@ os.environ.update(
 )
 
 from tests.support import services  # noqa: E402
+from tests.support.pgbouncer import PgBouncer  # noqa: E402
+
+# `make pytest-pooler`: every Postgres database the tests use is reached through PgBouncer in
+# transaction mode (Supabase's port-6543 shape); creating and dropping them stays direct.
+POOLER = PgBouncer.start(PG_ADMIN_URL) if os.environ.get("SWITCHBOARD_TEST_POOLER") == "pgbouncer" else None
+if POOLER is not None:
+    os.environ["SWITCHBOARD_DATABASE_URL"] = POOLER.url(_database_url(PG_ADMIN_URL, TEST_DB_NAME))
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +68,13 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
 
     url = _database_url(postgres_admin_url, TEST_DB_NAME)
     services.create_database(postgres_admin_url, TEST_DB_NAME)
+    if POOLER is not None:
+        url = POOLER.url(url)
     migrate.upgrade(url)
     yield url
     dispose_engines()
+    if POOLER is not None:  # the run went through the pooler, not around it
+        assert POOLER.transactions(TEST_DB_NAME) > 0, POOLER.admin("SHOW STATS")
     services.drop_database(postgres_admin_url, TEST_DB_NAME)
 
 
@@ -79,7 +90,7 @@ def _empty_session_database(request: pytest.FixtureRequest) -> None:
 @pytest.fixture()
 def pg_database_factory(postgres_admin_url: str) -> Iterator[services.DatabaseFactory]:
     """Creates extra empty Postgres databases on demand and drops them after the test."""
-    factory = services.DatabaseFactory(postgres_admin_url, prefix=f"switchboard_t{SESSION_TAG}")
+    factory = services.DatabaseFactory(postgres_admin_url, prefix=f"switchboard_t{SESSION_TAG}", through=POOLER)
     yield factory
     factory.cleanup()
 
@@ -123,3 +134,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import shutil
 
     shutil.rmtree(DATA_DIR, ignore_errors=True)
+    if POOLER is not None:
+        POOLER.stop()

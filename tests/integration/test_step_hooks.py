@@ -17,15 +17,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
+from sqlalchemy.engine import make_url
 
 from switchboard.agents.context import ConversationEntry, StepContext, attach
 from switchboard.db import runs as lifecycle
 from switchboard.db import runs_postgres as postgres
 from switchboard.db.models import AgentConversation, AgentRun, AgentStep, Approval, ProactiveInsight
 from switchboard.db.runs import Prior
-from switchboard.db.session import get_engine, session_scope
+from switchboard.db.session import dispose_engines, get_engine, session_scope
 from switchboard.hooks import runs as hooks
 from switchboard.tasks.steps import advisor_step, analyst_step, watcher_step
+from tests.support.pgbouncer import PgBouncer
 from tests.support.runs import on_database
 from tests.support.services import DatabaseFactory
 
@@ -217,6 +219,32 @@ def test_statements_are_sent_as_text_once_a_connection_lost_its_prepared_ones(
         state = _state(run)
         assert [s[:2] for s in state["steps"]] == [("watcher", "done"), ("analyst", "done")]
         assert state["run"][2:6] == (200, 40, 1.0, "anthropic+gemini")
+
+
+def test_through_a_real_transaction_pooler_the_hooks_share_server_connections_and_lose_nothing(
+    pg_database_factory: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PgBouncer in transaction mode with one server connection (Supabase's port 6543, at its
+    tightest): every client shares it, so a second client's PREPARE meets the first one's
+    statement there. The hooks switch to text and write what the unpooled path writes."""
+    monkeypatch.setattr(postgres, "_prepare", True)
+    bouncer = PgBouncer.start(pg_database_factory.admin_url, pool_size=1)
+    try:
+        url = bouncer.url(pg_database_factory.create())  # its database, through this pooler
+        with on_database(url, monkeypatch):
+            run = _new_run()
+            task_id, _ = _start("watcher", run, {"from": "watcher"})
+            dispose_engines()  # the next hook comes in on a new client connection
+            _succeed("watcher", run, task_id, {"made_by": "watcher"}, "gemini")
+            analyst_task, _ = _start("analyst", run, {"from": "analyst"})
+            _succeed("analyst", run, analyst_task, {"made_by": "analyst"}, "anthropic")
+            state = _state(run)
+            assert postgres._prepare is False and "prepared statements unavailable" in caplog.text
+        assert [s[:2] for s in state["steps"]] == [("watcher", "done"), ("analyst", "done")]
+        assert state["run"][2:6] == (200, 40, 1.0, "anthropic+gemini")
+        assert bouncer.transactions(make_url(url).database or "") > 0
+    finally:
+        bouncer.stop()
 
 
 def test_the_last_step_settles_the_run_on_approvals_decided_while_it_waited_for_the_run(

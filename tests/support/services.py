@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psycopg2
 import pytest
 import redis
 from psycopg2 import sql
+
+if TYPE_CHECKING:
+    from tests.support.pgbouncer import PgBouncer
 
 _HINT = "run the README's test command (`make test`), which starts Postgres and Redis"
 
@@ -62,13 +66,15 @@ class DatabaseFactory:
 
     admin_url: str
     prefix: str
+    through: PgBouncer | None = None  # the URLs it hands out reach the databases through this pooler
     created: list[str] = field(default_factory=list)
 
     def create(self) -> str:
         name = f"{self.prefix}_{uuid.uuid4().hex[:8]}"
         create_database(self.admin_url, name)
         self.created.append(name)
-        return self.admin_url.rsplit("/", 1)[0] + "/" + name
+        url = self.admin_url.rsplit("/", 1)[0] + "/" + name
+        return self.through.url(url) if self.through else url
 
     def cleanup(self) -> None:
         from switchboard.db.session import dispose_engines
