@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     offline_latency_ms: int = Field(default=0, ge=0)
     embedder: Literal["hashing", "sentence-transformers"] = "hashing"
     embedder_model: str = "all-MiniLM-L6-v2"
+    # The knowledge base's vector size: pgvector's column is vector(this) (`switchboard migrate`
+    # sizes it); the embedder must produce vectors of it (the hashing one does any size).
+    embedding_dim: int = Field(default=256, ge=2, le=16000)
     context_cache_ttl_s: float = Field(default=600.0, ge=0)
     # Actions whose risk is at or above this wait in `approvals` for a human decision.
     approval_required_risk: Literal["low", "medium", "high"] = "high"

@@ -17,7 +17,13 @@ from switchboard.agents import answers
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm import provider_for
 from switchboard.agents.llm.base import LLMRequest, Message
-from switchboard.agents.memory import cached_context_or_record, recent_conversation, search_knowledge, store_context
+from switchboard.agents.memory import (
+    KnowledgeHit,
+    cached_context_or_record,
+    recent_conversation,
+    search_knowledge,
+    store_context,
+)
 from switchboard.agents.toolloop import ask, remember_tool_result
 from switchboard.agents.tools import ANALYST_TOOLS
 from switchboard.contracts import ROOT_CAUSES, Analysis, WatchResult
@@ -48,7 +54,7 @@ def _entity_context(ctx: StepContext, watched: WatchResult, settings: Settings, 
             # read just now: the model asking for this very record in this step gets it from memory
             remember_tool_result(ctx, "get_record", {"source": alert.entity.source, "object_type": alert.entity.type,
                                                      "object_id": alert.entity.id}, cached)  # fmt: skip
-        knowledge = search_knowledge(session, f"{alert.kind.replace('_', ' ')} {alert.title}", k=4)
+        knowledge = _knowledge(session, watched)
         history = recent_conversation(session, alert.entity.type, alert.entity.id, limit=6)
         return {
             "entity": cached,
@@ -56,6 +62,17 @@ def _entity_context(ctx: StepContext, watched: WatchResult, settings: Settings, 
             "knowledge": [{"source_ref": h.source_ref, "content": h.content[:600]} for h in knowledge],
             "history": [{"agent": m.agent, "role": m.role, "content": m.content[:400]} for m in history],
         }
+
+
+def _knowledge(session: Session, watched: WatchResult, k: int = 4) -> list[KnowledgeHit]:
+    """What the knowledge base says about the alert: first what is about its very entity (notes
+    on it, past analyses of it), then the closest of everything else."""
+    alert = watched.alert
+    query = f"{alert.kind.replace('_', ' ')} {alert.title}"
+    own = search_knowledge(session, query, k=k // 2, entity=(alert.entity.type, alert.entity.id))
+    seen = {(hit.source, hit.source_ref) for hit in own}
+    rest = [hit for hit in search_knowledge(session, query, k=k) if (hit.source, hit.source_ref) not in seen]
+    return own + rest[: k - len(own)]
 
 
 def _links(session: Session, source: str, object_type: str, object_id: str, entity: dict[str, Any]) -> list[Any]:

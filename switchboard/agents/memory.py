@@ -1,10 +1,12 @@
 """Shared memory for the agents: knowledge_base retrieval (RAG), conversation history, and the
 agent_context cache.
 
-Retrieval uses pgvector when the migration could add `knowledge_base.embedding_vec`, and
-otherwise cosine similarity over the stored float arrays in Python. The default embedder is a
-deterministic feature-hashing embedder (no model download); sentence-transformers can be
-chosen in settings when installed.
+Retrieval uses pgvector when the knowledge base has a vector column (`db/vectors.py`: sized by
+SWITCHBOARD_EMBEDDING_DIM, HNSW-indexed), and otherwise cosine similarity over the stored float
+arrays in Python. Either way only chunks of the configured embedder are compared, and a search
+can be scoped to a source and an entity. The default embedder is a deterministic
+feature-hashing embedder of any size (no model download); sentence-transformers can be chosen
+in settings when installed.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from switchboard.db import vectors
 from switchboard.db.models import AgentContext, AgentConversation, KnowledgeChunk, SourceRecord
 from switchboard.db.session import dialect_insert
+from switchboard.db.vectors import VectorColumn
 from switchboard.errors import ConfigurationError
 
-EMBEDDING_DIM = 256  # must match the pgvector column created by migration 0001
 CHUNK_CHARS = 800
 _TOKEN = re.compile(r"[a-z0-9_]+")
 
@@ -40,8 +43,10 @@ class Embedder(Protocol):
 class HashingEmbedder:
     """Signed feature hashing of word unigrams and bigrams, L2-normalised: deterministic."""
 
-    name = "hashing-v1"
-    dim = EMBEDDING_DIM
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        # vectors of another size are another embedding: the name says so (256 kept its old name)
+        self.name = "hashing-v1" if dim == 256 else f"hashing-v1-{dim}"
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [self._one(item) for item in texts]
@@ -86,10 +91,23 @@ def get_embedder() -> Embedder:
 
         settings = get_settings()
         if settings.embedder == "sentence-transformers":
-            _embedder = SentenceTransformerEmbedder(settings.embedder_model)
+            model = SentenceTransformerEmbedder(settings.embedder_model)
+            if model.dim != settings.embedding_dim:
+                raise ConfigurationError(
+                    f"{settings.embedder_model} makes {model.dim}-dimension vectors but SWITCHBOARD_EMBEDDING_DIM is "
+                    f"{settings.embedding_dim}: set SWITCHBOARD_EMBEDDING_DIM={model.dim} and run `switchboard migrate`"
+                )
+            _embedder = model
         else:
-            _embedder = HashingEmbedder()
+            _embedder = HashingEmbedder(settings.embedding_dim)
     return _embedder
+
+
+def reset() -> None:
+    """Forget the embedder and the vector columns found (settings changed; the tests)."""
+    global _embedder
+    _embedder = None
+    _vector_column_by_url.clear()
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -116,26 +134,25 @@ def chunk_text(content: str, size: int = CHUNK_CHARS) -> list[str]:
     return pieces
 
 
-_vector_column_by_url: dict[str, bool] = {}
+_vector_column_by_url: dict[str, VectorColumn | None] = {}
 
 
-def _has_vector_column(session: Session) -> bool:
+def _vector_column(session: Session, embedder: Embedder) -> VectorColumn | None:
+    """The knowledge base's pgvector column (found once per database), checked against the embedder."""
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
-        return False
+        return None
     engine = bind if isinstance(bind, Engine) else bind.engine
-    cached = _vector_column_by_url.get(str(engine.url))
-    if cached is None:
-        cached = bool(
-            session.execute(
-                text(
-                    "SELECT 1 FROM information_schema.columns "
-                    "WHERE table_name = 'knowledge_base' AND column_name = 'embedding_vec'"
-                )
-            ).first()
+    key = str(engine.url)
+    if key not in _vector_column_by_url:
+        _vector_column_by_url[key] = vectors.find(session.connection())
+    column = _vector_column_by_url[key]
+    if column is not None and column.dim != embedder.dim:
+        raise ConfigurationError(
+            f"knowledge_base.{column.name} is vector({column.dim}) but the embedder ({embedder.name}) makes "
+            f"{embedder.dim}-dimension vectors: set SWITCHBOARD_EMBEDDING_DIM and run `switchboard migrate`"
         )
-        _vector_column_by_url[str(engine.url)] = cached
-    return bool(cached)
+    return column
 
 
 def upsert_document(
@@ -163,30 +180,23 @@ def upsert_document(
         delete(KnowledgeChunk).where(KnowledgeChunk.source == source, KnowledgeChunk.source_ref == source_ref)
     )
     pieces = chunk_text(content)
-    vectors = embedder.embed(pieces)
-    rows = [
-        KnowledgeChunk(
-            source=source,
-            source_ref=source_ref,
-            chunk_index=index,
-            content=piece,
-            content_hash=content_hash,
-            embedding=vector,
-            embedding_model=embedder.name,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            meta=meta,
+    embedded = embedder.embed(pieces)
+    column = _vector_column(session, embedder)
+    rows: list[dict[str, Any]] = [
+        {"source": source, "source_ref": source_ref, "chunk_index": index, "content": piece,
+         "content_hash": content_hash, "embedding_model": embedder.name, "entity_type": entity_type,
+         "entity_id": entity_id, "meta": meta}
+        for index, piece in enumerate(pieces)
+    ]  # fmt: skip
+    if column is None or column.name != "embedding":  # an adopted vector `embedding` takes no JSON
+        for row, vector in zip(rows, embedded, strict=True):
+            row["embedding"] = vector
+    ids = session.scalars(insert(KnowledgeChunk).returning(KnowledgeChunk.id, sort_by_parameter_order=True), rows).all()
+    if column is not None:
+        session.execute(
+            text(f"UPDATE knowledge_base SET {column.name} = CAST(:v AS vector) WHERE id = :id"),
+            [{"v": str(vector), "id": row_id} for row_id, vector in zip(ids, embedded, strict=True)],
         )
-        for index, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
-    ]
-    session.add_all(rows)
-    session.flush()
-    if embedder.dim == EMBEDDING_DIM and _has_vector_column(session):
-        for row, vector in zip(rows, vectors, strict=True):
-            session.execute(
-                text("UPDATE knowledge_base SET embedding_vec = CAST(:v AS vector) WHERE id = :id"),
-                {"v": str(vector), "id": row.id},
-            )
     return True
 
 
@@ -206,25 +216,41 @@ class KnowledgeHit:
     score: float
 
 
-def search_knowledge(session: Session, query: str, *, k: int = 5, candidates: int = 2000) -> list[KnowledgeHit]:
-    """The k chunks most similar to ``query`` (pgvector when present, else cosine in Python)."""
+def search_knowledge(
+    session: Session,
+    query: str,
+    *,
+    k: int = 5,
+    source: str | None = None,
+    entity: tuple[str, str] | None = None,
+    candidates: int = 2000,
+) -> list[KnowledgeHit]:
+    """The k chunks most similar to ``query`` among the configured embedder's, optionally only
+    those of one `source` and one `entity` (type, id): pgvector's index when there is a vector
+    column, else cosine in Python over the latest `candidates`."""
     embedder = get_embedder()
     vector = embedder.embed([query])[0]
-    if embedder.dim == EMBEDDING_DIM and _has_vector_column(session):
+    column = _vector_column(session, embedder)
+    params: dict[str, Any] = {"model": embedder.name, "source": source}
+    where = ["embedding_model = :model"] + (["source = :source"] if source is not None else [])
+    if entity is not None:
+        where.append("entity_type = :entity_type AND entity_id = :entity_id")
+        params.update(entity_type=entity[0], entity_id=entity[1])
+    if column is not None:
+        distance = f"{column.name} <=> CAST(:v AS vector)"
         rows = session.execute(
-            text(
-                "SELECT source, source_ref, content, 1 - (embedding_vec <=> CAST(:v AS vector)) AS score "
-                "FROM knowledge_base WHERE embedding_vec IS NOT NULL "
-                "ORDER BY embedding_vec <=> CAST(:v AS vector) LIMIT :k"
-            ),
-            {"v": str(vector), "k": k},
-        ).all()
+            text(f"SELECT source, source_ref, content, 1 - ({distance}) AS score FROM knowledge_base "
+                 f"WHERE {column.name} IS NOT NULL AND {' AND '.join(where)} ORDER BY {distance} LIMIT :k"),
+            {**params, "v": str(vector), "k": k},
+        ).all()  # fmt: skip
         return [KnowledgeHit(r.source, r.source_ref, r.content, float(r.score)) for r in rows]
+    scope = [KnowledgeChunk.embedding_model == embedder.name]
+    if source is not None:
+        scope.append(KnowledgeChunk.source == source)
+    if entity is not None:
+        scope += [KnowledgeChunk.entity_type == entity[0], KnowledgeChunk.entity_id == entity[1]]
     chunks = session.scalars(
-        select(KnowledgeChunk)
-        .where(KnowledgeChunk.embedding_model == embedder.name)
-        .order_by(KnowledgeChunk.updated_at.desc())
-        .limit(candidates)
+        select(KnowledgeChunk).where(*scope).order_by(KnowledgeChunk.updated_at.desc()).limit(candidates)
     ).all()
     scored = [
         KnowledgeHit(chunk.source, chunk.source_ref, chunk.content, cosine(vector, chunk.embedding or []))

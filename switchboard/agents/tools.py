@@ -59,7 +59,9 @@ def find_records(arguments: dict[str, Any]) -> dict[str, Any]:
 def knowledge(arguments: dict[str, Any]) -> dict[str, Any]:
     """The knowledge-base chunks most similar to a query."""
     with session_scope() as session:
-        hits = search_knowledge(session, str(arguments["query"]), k=min(int(arguments.get("k", 4)), 8))
+        entity = (str(arguments["entity_type"]), str(arguments["entity_id"])) if arguments.get("entity_id") else None
+        hits = search_knowledge(session, str(arguments["query"]), k=min(int(arguments.get("k", 4)), 8),
+                                source=arguments.get("source"), entity=entity)  # fmt: skip
         return {"hits": [{"source": h.source, "source_ref": h.source_ref, "content": h.content,
                           "score": round(h.score, 3)} for h in hits]}  # fmt: skip
 
@@ -121,10 +123,17 @@ ANALYST_TOOLS: dict[str, Tool] = {
     "search_knowledge": Tool(
         ToolSpec(
             "search_knowledge",
-            "Search the team's knowledge base (runbooks, past analyses, call notes).",
+            "Search the team's knowledge base (runbooks, past analyses, call notes); optionally only what is "
+            "about one source's object (entity_type and entity_id together).",
             {
                 "type": "object",
-                "properties": {"query": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "maximum": 8}},
+                "properties": {
+                    "query": {"type": "string"},
+                    "k": {"type": "integer", "minimum": 1, "maximum": 8},
+                    "source": {"type": "string", "enum": ["stripe", "hubspot", "calls", "analysis"]},
+                    "entity_type": {"type": "string"},
+                    "entity_id": {"type": "string"},
+                },
                 "required": ["query"],
             },
         ),

@@ -19,6 +19,7 @@ place. The migrations call in here; nothing else does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ from switchboard.db.models import adopted_ledger as ledger
 from switchboard.errors import ConfigurationError
 
 SEED_TABLES = ("knowledge_base", "agent_conversations", "agent_decisions", "proactive_insights", "agent_context")
+# an owner's column of another type Switchboard uses as it is: a pgvector embedding (db/vectors.py)
+ACCEPTED = {("knowledge_base", "embedding", "vector")}
 LEDGER = ledger.name
 
 
@@ -84,6 +87,12 @@ def pre_existing_columns(bind: sa.Connection, table: str) -> set[str]:
 
 def _record(bind: sa.Connection, table: str, kind: str, name: str | None) -> None:
     bind.execute(sa.insert(ledger).values(table_name=table, kind=kind, name=name))
+
+
+def record_index(bind: sa.Connection, table: str, name: str) -> None:
+    """An index Switchboard built on an adopted table's own column (dropped by the downgrade)."""
+    if adopted(bind, table) and name not in _recorded(bind, table, ["index"]):
+        _record(bind, table, "index", name)
 
 
 # --------------------------------------------------------------------------- planning
@@ -150,7 +159,7 @@ def plan_table(bind: sa.Connection, table: sa.Table) -> TablePlan:
             )
             continue
         problem = _type_problem(_want(column), found["type"])
-        if problem:
+        if problem and (table.name, column.name, kinds[column.name].split("(")[0]) not in ACCEPTED:
             plan.problems.append(f"{table.name}.{column.name} is {kinds[column.name]}; Switchboard needs {problem}")
     for name, found in existing.items():
         if name in table.columns:
@@ -215,18 +224,32 @@ def adopt_or_create(op: Any, name: str, *elements: Any) -> None:
             _record(bind, name, "constraint", str(constraint.name))
 
 
-def plan(bind: sa.Connection, metadata: sa.MetaData) -> list[TablePlan]:
-    """Adopting each seed table the database already has, to the models' shape (`metadata`)."""
+def vector_mismatch(column: str, have: int, want: int) -> str:
+    return (
+        f"knowledge_base.{column} is vector({have}) but SWITCHBOARD_EMBEDDING_DIM is {want}: "
+        f"set SWITCHBOARD_EMBEDDING_DIM={have} (and an embedder of that size)"
+    )
+
+
+def plan(bind: sa.Connection, metadata: sa.MetaData, embedding_dim: int) -> list[TablePlan]:
+    """Adopting each seed table the database already has, to the models' shape (`metadata`);
+    an owner's `knowledge_base.embedding vector(N)` is used as the vector column, so N must be
+    `embedding_dim`."""
     found = existing_seed_tables(bind)
     if found and bind.dialect.name != "postgresql":
         raise Incompatible(f"{found[0]} exists already: adopting an existing schema needs PostgreSQL")
-    return [plan_table(bind, metadata.tables[name]) for name in found]
+    plans = [plan_table(bind, metadata.tables[name]) for name in found]
+    for table in plans:
+        vector = re.match(r"^vector\((\d+)\)$", _types(bind, table.table).get("embedding", ""))
+        if table.table == "knowledge_base" and vector and int(vector.group(1)) != embedding_dim:
+            table.problems.append(vector_mismatch("embedding", int(vector.group(1)), embedding_dim))
+    return plans
 
 
-def check_all(bind: sa.Connection, metadata: sa.MetaData) -> None:
+def check_all(bind: sa.Connection, metadata: sa.MetaData, embedding_dim: int) -> None:
     """Every existing seed table checked against the models at once, before the first change,
     so the error lists every problem."""
-    problems = [problem for table in plan(bind, metadata) for problem in table.problems]
+    problems = [problem for table in plan(bind, metadata, embedding_dim) for problem in table.problems]
     if problems:
         raise Incompatible("cannot adopt the existing tables, nothing was changed: " + "; ".join(problems))
 
@@ -279,6 +302,8 @@ def release_or_drop(op: Any, name: str) -> None:
     owned = pre_existing_columns(bind, name)
     for constraint in sorted(n for n in _recorded(bind, name, ["constraint"]) if n):
         op.execute(sa.text(f'ALTER TABLE "{name}" DROP CONSTRAINT IF EXISTS "{constraint}"'))
+    for index in sorted(n for n in _recorded(bind, name, ["index"]) if n):
+        op.execute(sa.text(f'DROP INDEX IF EXISTS "{index}"'))
     for column in sa.inspect(bind).get_columns(name):
         if column["name"] not in owned:
             op.execute(sa.text(f'ALTER TABLE "{name}" DROP COLUMN "{column["name"]}" CASCADE'))

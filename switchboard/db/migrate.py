@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -9,12 +10,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from switchboard.db import adopt
+from switchboard.db import adopt, vectors
 from switchboard.db.models import Base
 from switchboard.db.session import get_engine
 from switchboard.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+log = logging.getLogger("switchboard.migrate")
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -40,11 +42,17 @@ def head_revision() -> str:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to ``revision``; returns (before, after). A no-op when already there."""
+    """Upgrade to ``revision``; returns (before, after). A no-op when already there. At head,
+    the knowledge base's vector column is then sized by the setting (`db/vectors.py`)."""
     before = current_revision(url)
     target = head_revision() if revision == "head" else revision
     if before != target:
         command.upgrade(alembic_config(url), revision)
+    if target == head_revision():
+        with get_engine(url).begin() as connection:
+            did = vectors.ensure(connection, get_settings().embedding_dim)
+        if did:
+            log.info("migrate: %s", did)
     return before, current_revision(url)
 
 
@@ -61,15 +69,20 @@ def plan(url: str | None = None) -> tuple[list[str], bool]:
     script = ScriptDirectory.from_config(alembic_config(url or get_settings().database_url))
     with get_engine(url).connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-        tables = adopt.plan(connection, Base.metadata) if current is None else []
+        dim = get_settings().embedding_dim
+        tables = adopt.plan(connection, Base.metadata, dim) if current is None else []
+        # the vector column's step, as of before the revisions (they do not touch it)
+        vector_steps = vectors.plan(connection, dim)
     pending = list(reversed(list(script.iterate_revisions(script.get_current_head(), current))))
-    if not pending:
-        return [f"database at {current}: nothing to do"], True
-    lines = [f"from {current or 'an empty schema'} to {pending[-1].revision}, applying:"]
+    lines = [f"from {current or 'an empty schema'} to {pending[-1].revision}, applying:"] if pending else []
     lines += [f"  {rev.revision} {(rev.doc or '').splitlines()[0]}" for rev in pending]
     for table in tables:
         lines += table.describe()
+    lines += vector_steps
+    if not lines:
+        return [f"database at {current}: nothing to do"], True
     problems = [problem for table in tables for problem in table.problems]
+    problems += [step for step in vector_steps if step.startswith("cannot:")]
     if problems:
         lines.append(f"migrate would stop at the first step ({len(problems)} problems above) and change nothing")
     return lines, not problems

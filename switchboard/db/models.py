@@ -270,7 +270,8 @@ class AgentContext(TimestampMixin, Base):
 
 
 # What was in the database before Switchboard adopted it (db/adopt.py): kind "table" or
-# "column" was there already (never dropped by a downgrade); "constraint" Switchboard added.
+# "column" was there already (never dropped by a downgrade); "constraint" and "index"
+# Switchboard added to such a table.
 adopted_ledger = Table(
     "switchboard_adopted",
     Base.metadata,

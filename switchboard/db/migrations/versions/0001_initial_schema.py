@@ -1,4 +1,4 @@
-"""initial schema: the shared-memory tables, the recent_agent_runs view, pgvector when present
+"""initial schema: the shared-memory tables (adopted in place when they exist) and the recent_agent_runs view
 
 Revision ID: 0001
 Revises:
@@ -13,8 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 from switchboard.db import adopt
 from switchboard.db.models import RECENT_RUNS_VIEW_SQL, Base
-
-EMBEDDING_DIM = 256
+from switchboard.settings import get_settings
 
 revision = "0001"
 down_revision = None
@@ -25,7 +24,7 @@ depends_on = None
 def upgrade() -> None:
     # The seed's tables may be there already (a project the old stack ran on): every problem
     # with them is found before the first change, then each is adopted in place (db/adopt.py).
-    adopt.check_all(op.get_bind(), Base.metadata)
+    adopt.check_all(op.get_bind(), Base.metadata, get_settings().embedding_dim)
     adopt.ensure_ledger(op.get_bind())
 
     op.create_table(
@@ -641,26 +640,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_approvals_status"), ["status"], unique=False)
 
     op.execute(RECENT_RUNS_VIEW_SQL)
-    _add_vector_column_when_available()
-
-
-def _add_vector_column_when_available() -> None:
-    """On PostgreSQL with pgvector installable, add a native vector column and ANN index.
-
-    Without the extension (or on SQLite) knowledge_base.embedding (a JSON float array) is the
-    only copy and similarity is computed in Python; the memory module checks which exists.
-    """
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
-    if not available:
-        return
-    op.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    op.execute(f"ALTER TABLE knowledge_base ADD COLUMN embedding_vec vector({EMBEDDING_DIM})")
-    op.execute(
-        "CREATE INDEX ix_knowledge_base_embedding_vec ON knowledge_base USING hnsw (embedding_vec vector_cosine_ops)"
-    )
+    # knowledge_base's pgvector column is not a revision's: `switchboard migrate` sizes it by
+    # SWITCHBOARD_EMBEDDING_DIM after the revisions, every time (db/vectors.py)
 
 
 def downgrade() -> None:
