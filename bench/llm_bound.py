@@ -8,7 +8,10 @@ advisor) on Postgres and the bench Redis, with every hook writing back. Each pha
 starts the clock (as bench/throughput.py). Sampled while it runs: the worker's RSS (the whole
 process tree: prefork's children included) and its CPU time.
 
-Usage: .venv/bin/python bench/llm_bound.py [--runs 600] [--prefork-runs 60] [--latency-ms 500]
+With --tracing, the shipped worker runs a second time exporting every span over OTLP/HTTP to a
+local receiver, and the cost of tracing is printed (1 - traced runs/s / untraced runs/s).
+
+Usage: .venv/bin/python bench/llm_bound.py [--runs 600] [--prefork-runs 60] [--latency-ms 500] [--tracing]
 """
 
 from __future__ import annotations
@@ -97,6 +100,21 @@ def measure(
     return result
 
 
+def _traced(tmp: Path, runs: int, latency_ms: int, settings: dict[str, str]) -> float:
+    """The shipped worker again, every span exported to a local OTLP/HTTP receiver that decodes
+    them (tests/support/otlp.py); runs/s."""
+    from tests.support.otlp import Receiver
+
+    with Receiver() as receiver:
+        traced = measure(tmp, "traced", runs, latency_ms, [],
+                         {**settings, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})  # fmt: skip
+        time.sleep(2)  # the last batch
+        chats = sum(1 for span in receiver.spans if span.name.startswith("chat "))
+        print(f"[traced] {len(receiver.spans)} spans received ({chats} model calls), {len(receiver.refused)} refused",
+              flush=True)  # fmt: skip
+    return traced["runs_per_s"]
+
+
 def _shipped_slots() -> int:
     from switchboard.settings import get_settings
 
@@ -120,6 +138,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=500, help="each model call's latency")
     parser.add_argument("--set", action="append", default=[], metavar="SWITCHBOARD_NAME=VALUE",
                         help="a setting for the shipped worker (repeatable), to try another size")  # fmt: skip
+    parser.add_argument("--tracing", action="store_true",
+                        help="the shipped worker again, exporting its traces to a local OTLP receiver")  # fmt: skip
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.set)
     if bad := [name for name in settings if not name.startswith("SWITCHBOARD_")]:
@@ -128,6 +148,10 @@ def main() -> None:
     slots = _shipped_slots()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [], settings)
+        if args.tracing:
+            traced = _traced(Path(tmp), args.runs, args.latency_ms, settings)
+            print(f"tracing_off_runs_per_s={shipped['runs_per_s']:.2f} tracing_on_runs_per_s={traced:.2f} "
+                  f"cost={1 - traced / shipped['runs_per_s']:.3f}", flush=True)  # fmt: skip
         prefork = measure(Path(tmp), "prefork2", args.prefork_runs, args.latency_ms,
                           ["--pool", "prefork", "--concurrency", "2"])  # fmt: skip
     bound = slots / (shipped["calls_per_run"] * args.latency_ms / 1000)

@@ -285,6 +285,8 @@ def render_run_detail(run: dict[str, Any], console: Console) -> None:
         f"  provider {run['provider'] or '-'}  retries {run['retries']}",
         highlight=False,
     )
+    if run["trace_id"]:
+        console.print(f"trace {run['trace_url'] or run['trace_id']}", highlight=False)
     if run["error"]:
         console.print(f"[red]error:[/red] {run['error']}", highlight=False)
     steps = table("Steps", ("step", "status", "attempt", "retries", "queue wait ms", "latency ms", "tokens in/out",

@@ -49,6 +49,10 @@ def command_settings(*, service: bool = False, schema: bool = False) -> Settings
 
     settings = get_settings()
     configure_logging(settings, command=not service)
+    if not service:  # a command's own spans (a demo's scan and dispatches); services name themselves
+        from switchboard import tracing
+
+        tracing.setup("switchboard-cli", settings)
     if schema:
         _ensure_schema(settings)
     return settings

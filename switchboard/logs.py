@@ -55,6 +55,10 @@ class TaskContextFilter(logging.Filter):
         for name, value in task_context().items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
+        if getattr(record, "trace_id", None) is None:  # the span being recorded, when tracing is on
+            from switchboard.tracing import ids
+
+            record.trace_id, record.span_id = ids() or (None, None)
         # Celery's own lines about a message it has not started yet ("Task … received") carry
         # the message in `data`: its task id is known even outside the task
         data = getattr(record, "data", None)
@@ -114,7 +118,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in CONTEXT_FIELDS:
+        for name in (*CONTEXT_FIELDS, "trace_id", "span_id"):
             entry[name] = getattr(record, name, None)
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_") and key not in _NOISE:

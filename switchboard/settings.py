@@ -277,6 +277,32 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     dashboard_refresh_s: float = Field(default=5.0, gt=0)  # auto-refresh of the dashboard's lists
 
+    # --- traces (switchboard/tracing.py): OpenTelemetry's own variables, off unless an OTLP
+    # endpoint is set; the exporter reads the rest of OTEL_EXPORTER_OTLP_* (headers, timeout) itself
+    otel_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    otel_traces_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    otel_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    )
+    otel_service_name: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
+    otel_sdk_disabled: bool = Field(default=False, validation_alias=AliasChoices("OTEL_SDK_DISABLED"))
+    otel_traces_exporter: str = Field(default="otlp", validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
+    # message content (prompts, answers, tool arguments) on model spans: opt in; redacted as logs are
+    otel_capture_content: bool = Field(
+        default=False, validation_alias=AliasChoices("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    )
+    # a link from the run page to the trace, e.g. http://localhost:6006/projects/default/traces/{trace_id}
+    trace_url_template: str | None = None
+
+    @property
+    def tracing(self) -> bool:
+        """Are traces exported (an OTLP endpoint set, the SDK not disabled)?"""
+        endpoint = self.otel_traces_endpoint or self.otel_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter.lower() != "none"
+
     @field_validator(
         "disabled_detectors",
         "critical_event_types",
@@ -311,6 +337,13 @@ class Settings(BaseSettings):
                 "SWITCHBOARD_OPERATOR_KEYS and event senders' keys in SWITCHBOARD_INGEST_KEYS"
             )
         return self
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _check_trace_url_template(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith(("http://", "https://")) or "{trace_id}" not in value):
+            raise ValueError("must be an http(s) URL with {trace_id} in it, e.g. http://localhost:6006/…/{trace_id}")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -32,6 +32,8 @@ for _name in list(os.environ):
         del os.environ[_name]
 for _name in ("ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
     os.environ.pop(_name, None)
+for _name in [name for name in os.environ if name.startswith("OTEL_")]:  # traces stay off unless a test sets them
+    del os.environ[_name]
 os.environ.update(
     {
         "SWITCHBOARD_DATABASE_URL": _database_url(PG_ADMIN_URL, TEST_DB_NAME),

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from switchboard import tracing
 from switchboard.agents.context import StepContext
 from switchboard.agents.llm.base import (
     ANSWER_TOOL,
@@ -40,6 +41,7 @@ from switchboard.agents.llm.base import (
 from switchboard.db import toolcalls
 from switchboard.errors import Permanent
 from switchboard.integrations.resilience import CallContext
+from switchboard.settings import get_settings
 
 T = TypeVar("T")
 
@@ -71,18 +73,15 @@ def generate(ctx: StepContext, provider: LLMProvider, request: LLMRequest) -> LL
     """One model turn with its stop reason handled: continued after `pause_turn`, tried once
     more with twice the budget after `max_tokens`, a permanent failure on `refusal`."""
     context = CallContext(run_id=ctx.run_id, step=ctx.step, agent=ctx.agent)
-    reply = provider.generate(request, context)
-    ctx.record_reply(reply)
+    reply = _turn(ctx, provider, request, context)
     for _ in range(MAX_PAUSES):
         if reply.stop_reason != "pause_turn":
             break
         request = replace(request, messages=(*request.messages, reply.as_message()))
-        reply = provider.generate(request, context)
-        ctx.record_reply(reply)
+        reply = _turn(ctx, provider, request, context)
     if reply.stop_reason == "max_tokens":
         larger = replace(request, max_tokens=request.max_tokens * 2)
-        reply = provider.generate(larger, context)
-        ctx.record_reply(reply)
+        reply = _turn(ctx, provider, larger, context)
         if reply.stop_reason == "max_tokens":
             ctx.raw_outputs.append(reply.text)
             setting = f"SWITCHBOARD_{ctx.agent.upper()}_MAX_TOKENS"
@@ -95,6 +94,16 @@ def generate(ctx: StepContext, provider: LLMProvider, request: LLMRequest) -> LL
         said = reply.text.strip() or "(no explanation given)"
         why = reply.stop_detail or "refusal"
         raise ModelRefused(f"{ctx.agent}: the model refused to answer ({why}): {said[:1000]}")
+    return reply
+
+
+def _turn(ctx: StepContext, provider: LLMProvider, request: LLMRequest, context: CallContext) -> LLMReply:
+    """One model call, as a `chat {model}` span carrying its usage, recorded on the step."""
+    settings = get_settings()
+    with tracing.chat_span(provider.name, provider.model, request, settings) as span:
+        reply = provider.generate(request, context)
+        tracing.record_reply(span, reply, settings)
+    ctx.record_reply(reply)
     return reply
 
 
@@ -200,9 +209,10 @@ def _call_tool(
     started = time.perf_counter()
     key = _tool_key(name, arguments)
     try:
-        if tool is None:
-            raise KeyError(f"unknown tool {name!r}")
-        output = ctx.tool_results[key] if key in ctx.tool_results else tool.run(arguments)
+        with tracing.tool_span(name, call_id):
+            if tool is None:
+                raise KeyError(f"unknown tool {name!r}")
+            output = ctx.tool_results[key] if key in ctx.tool_results else tool.run(arguments)
         ctx.tool_results[key] = output
     except Exception as error:  # the model sees the error and may recover
         toolcalls.record(ctx.run_id, ctx.step, ctx.agent, f"llm:{name}", arguments, status="failed",

@@ -66,6 +66,7 @@ def create_served_app() -> FastAPI:
     configured format (JSON by default), then the application."""
     import logging
 
+    from switchboard import tracing
     from switchboard.logs import configure_logging, style_handler
 
     settings = get_settings()
@@ -73,4 +74,5 @@ def create_served_app() -> FastAPI:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
             style_handler(handler, settings)
+    tracing.setup("switchboard-api", settings)
     return create_app()

@@ -254,6 +254,8 @@ class ProactiveInsight(TimestampMixin, Base):
     note: Mapped[str | None] = mapped_column(Text)
     # why Switchboard cannot run it (a legacy row of an adopted table): set aside, cleared
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    # the span that raised it (W3C traceparent): its run continues that trace (tracing.py)
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class AgentContext(TimestampMixin, Base):
@@ -372,6 +374,7 @@ class AgentRun(TimestampMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     input: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     replay_of: Mapped[str | None] = mapped_column(String(36))
+    trace_id: Mapped[str | None] = mapped_column(String(32))  # its OpenTelemetry trace, when traced
 
 
 class AgentStep(TimestampMixin, Base):

@@ -33,7 +33,7 @@ from switchboard.db.models import (
 from switchboard.db.session import get_engine, session_scope
 from switchboard.errors import NotFound
 from switchboard.pipeline import AGENTS
-from switchboard.settings import EVAL_RATE_METRICS
+from switchboard.settings import EVAL_RATE_METRICS, get_settings
 from switchboard.utc import as_utc
 
 TERMINAL_RUN_STATUSES = ("done", "failed", "awaiting_approval", "expired")
@@ -49,6 +49,12 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _trace_url(trace_id: str | None) -> str | None:
+    """Where the run's trace is (SWITCHBOARD_TRACE_URL_TEMPLATE), when it has one."""
+    template = get_settings().trace_url_template
+    return template.replace("{trace_id}", trace_id) if template and trace_id else None
 
 
 def _run_summary(run: AgentRun, executed: int, pending: int) -> dict[str, Any]:
@@ -71,6 +77,8 @@ def _run_summary(run: AgentRun, executed: int, pending: int) -> dict[str, Any]:
         "retries": run.retries,
         "error": run.error,
         "replay_of": run.replay_of,
+        "trace_id": run.trace_id,
+        "trace_url": _trace_url(run.trace_id),
         "actions_executed": executed,
         "actions_awaiting_approval": pending,
         "created_at": _iso(run.created_at),

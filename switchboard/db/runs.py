@@ -38,6 +38,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from switchboard import tracing
 from switchboard.contracts import SEVERITY_ORDER, SOURCES, Alert
 from switchboard.db import runs_postgres
 from switchboard.db.models import (
@@ -95,6 +96,7 @@ def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings
                 episode.attempts = 0
                 episode.next_attempt_at = snoozed_until(episode, now) or now
                 episode.sla_deadline = now + dt.timedelta(seconds=settings.sla_for(alert.severity))
+                episode.traceparent = tracing.traceparent()  # its new run continues this scan's trace
                 return episode.id, True
             return episode.id, False
         insight = ProactiveInsight(
@@ -109,6 +111,7 @@ def record_occurrence(session: Session, alert: Alert, now: dt.datetime, settings
             status=InsightStatus.NEW,
             sla_deadline=now + dt.timedelta(seconds=settings.sla_for(alert.severity)),
             next_attempt_at=now,
+            traceparent=tracing.traceparent(),  # the event's or scan's span: the run continues its trace
         )
         try:
             with session.begin_nested():
@@ -247,13 +250,13 @@ def open_insight(session: Session, **fields: Any) -> None:
 
 def queue_run(
     session: Session, insight: ProactiveInsight, *, queue: str, priority: int, now: dt.datetime,
-    request: dict[str, Any], run_id: str | None = None,
+    request: dict[str, Any], run_id: str | None = None, trace_id: str | None = None,
 ) -> str:  # fmt: skip
     """Record a queued run for ``insight`` (whose run it becomes) and mark the insight queued."""
     run_id = run_id or new_id()
     session.add(
         AgentRun(id=run_id, insight_id=insight.id, insight_kind=insight.kind, status=RunStatus.QUEUED, queue=queue,
-                 priority=priority, enqueued_at=now, input=request)
+                 priority=priority, enqueued_at=now, input=request, trace_id=trace_id)
     )  # fmt: skip
     insight.status = InsightStatus.QUEUED
     insight.run_id = run_id

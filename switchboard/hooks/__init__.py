@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from switchboard import tracing
 from switchboard.hooks import lifecycle, metrics, runs
 
 _connected = False
@@ -17,4 +18,5 @@ def connect_hooks() -> None:
         runs.connect()
         metrics.connect()
         connect_worker_logging()
+        tracing.connect()
         _connected = True

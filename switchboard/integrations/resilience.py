@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import redis
 
-from switchboard import timelimit
+from switchboard import timelimit, tracing
 from switchboard.db import toolcalls
 from switchboard.errors import ConfigurationError, Permanent, Retryable
 from switchboard.redaction import scrub
@@ -414,7 +414,11 @@ def call(
     row_id = toolcalls.start(context.run_id, context.step, context.agent, tool, arguments, attempts=attempt)
     started = time.perf_counter()
     try:
-        result = fn()
+        if integration in MODEL_PROVIDERS:  # its `chat {model}` span is the model call's (agents/toolloop.py)
+            result = fn()
+        else:
+            with tracing.api_span(integration, operation, tool):
+                result = fn()
     except CallFailure as failure:
         latency = (time.perf_counter() - started) * 1000
         if failure.headers and on_headers:

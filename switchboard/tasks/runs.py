@@ -13,8 +13,10 @@ from typing import Any
 
 from celery import chain
 from celery.canvas import Signature
+from opentelemetry.trace import Span
 from sqlalchemy.orm import Session
 
+from switchboard import tracing
 from switchboard.celery_app import app
 from switchboard.contracts import Alert, WatchRequest
 from switchboard.db import runs as lifecycle
@@ -31,6 +33,7 @@ class PreparedRun:
     request: WatchRequest
     queue: str
     priority: int
+    span: Span | None = None  # its `run {kind}` span, started, entered by `send_run`
 
 
 def build_chain_from(
@@ -61,9 +64,13 @@ def build_run_chain(run_id: str, request: WatchRequest, queue: str, priority: in
 def prepare_run(
     session: Session, insight: ProactiveInsight, queue: str, priority: int, now: dt.datetime
 ) -> PreparedRun:
-    """Record a queued run for ``insight`` and mark the insight queued (caller commits)."""
+    """Record a queued run for ``insight`` and mark the insight queued (caller commits). Its
+    `run {kind}` span starts now, under the span that raised the insight, and is entered when
+    the run is sent (`send_run`), so the steps are its children."""
     run_id = new_id()
     request = WatchRequest(run_id=run_id, insight_id=insight.id, alert=Alert.model_validate(insight.payload))
+    attributes = {"switchboard.insight.id": insight.id, "switchboard.queue": queue, "switchboard.priority": priority}
+    span = tracing.start_run_span(insight.kind, run_id, insight.traceparent, **attributes)
     lifecycle.queue_run(
         session,
         insight,
@@ -72,8 +79,9 @@ def prepare_run(
         now=now,
         request=request.model_dump(mode="json"),
         run_id=run_id,
+        trace_id=tracing.span_trace_id(span),
     )
-    return PreparedRun(run_id, request, queue, priority)
+    return PreparedRun(run_id, request, queue, priority, span)
 
 
 def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: str, priority: int | None) -> None:
@@ -84,9 +92,10 @@ def send_from_step(run_id: str, step_name: str, payload: dict[str, Any], queue: 
 
 
 def send_run(prepared: PreparedRun) -> None:
-    """Publish a prepared run's chain."""
+    """Publish a prepared run's chain, inside its run span."""
     priority = prepared.priority if get_settings().queue_priorities else None
-    build_run_chain(prepared.run_id, prepared.request, prepared.queue, priority).apply_async()
+    with tracing.entered(prepared.span):
+        build_run_chain(prepared.run_id, prepared.request, prepared.queue, priority).apply_async()
 
 
 def dispatch_insight(insight_id: int, *, queue: str | None = None, priority: int | None = None) -> str:

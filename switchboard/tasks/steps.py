@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Task
 
+from switchboard import tracing
 from switchboard.agents import advisor, analyst, watcher
 from switchboard.agents.context import StepContext
 from switchboard.celery_app import app
@@ -45,10 +46,11 @@ def agent_task(step: str, **options: Any) -> Callable[[StepBody], Task[Any, Any]
             **{"max_retries": 5, **options},
         )  # fmt: skip
         def run_step(self: AgentStepTask, payload: Any, *, run_id: str) -> dict[str, Any]:
-            begun = self.begin(payload, run_id)
-            if isinstance(begun, dict):
-                return begun
-            return body(begun, payload).model_dump(mode="json")
+            with tracing.agent_span(definition.agent, run_id, definition.name, self.request.retries + 1):
+                begun = self.begin(payload, run_id)
+                if isinstance(begun, dict):
+                    return begun
+                return body(begun, payload).model_dump(mode="json")
 
         return run_step
 

@@ -274,7 +274,11 @@ def test_a_batch_eval_completes_after_its_worker_is_killed_mid_poll(
         killed: list[int] = []
         deadline = time.monotonic() + 90
         while not killed and time.monotonic() < deadline and evaluation.poll() is None:
-            polled = [b for b in list(fake.batches.values()) if b["polls"] >= 1]
+            # mid-poll: its batch polled and still half a second from ending, so the step is
+            # waiting on it, not submitting the next turn (a kill between a batch's creation and
+            # the record of its id — a few milliseconds — would submit that turn again)
+            soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5) - dt.timedelta(seconds=fake.batch_delay_s)
+            polled = [b for b in list(fake.batches.values()) if b["polls"] >= 1 and soon < b["created"]]
             workers = _lane_workers()
             if polled and workers:  # a step is polling its batch: kill the worker mid-poll
                 for worker in workers:

@@ -11,7 +11,8 @@ def child_env(**settings: str) -> dict[str, str]:
     """This process's environment without its SWITCHBOARD_ settings (the tests' own
     SWITCHBOARD_TEST_* service addresses excepted), plus ``settings``: a child sees exactly
     what the test gives it. The agents use the offline rules unless the test chooses a provider."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k.startswith("SWITCHBOARD_TEST_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SWITCHBOARD_", "OTEL_")) or k.startswith("SWITCHBOARD_TEST_")}  # fmt: skip
     env.update({f"SWITCHBOARD_{agent}_PROVIDER": "offline" for agent in ("WATCHER", "ANALYST", "ADVISOR")})
     env.update(settings)
     return env

@@ -484,6 +484,7 @@ function renderRun(run) {
           <div class="muted mono" id="run-id">${esc(run.run_id)}</div>
           ${insight ? `<div class="insight-line">${pill(insight.severity, `risk-${esc(insight.severity)}`)} ${esc(insight.title)} <span class="muted">· ${esc(insight.source)} ${esc(insight.entity_type || "")} ${esc(insight.entity_id || "")}</span></div>` : ""}
           ${run.replay_of ? `<div class="muted">replay of ${esc(run.replay_of)}</div>` : ""}
+          ${run.trace_url ? `<div><a id="trace-link" href="${esc(run.trace_url)}" target="_blank" rel="noopener noreferrer">trace ${esc(run.trace_id)}</a></div>` : ""}
         </div>
         <div>${run.status === "failed" ? `
           <button type="button" id="replay-button" class="primary" title="Run it again from the step that failed">Replay from failed step</button>` : ""}
