@@ -6,6 +6,7 @@ run row and on the worker's JSON log lines, and no secret in any attribute."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fakes.llm_servers import FakeAnthropic, FakeGemini
@@ -137,3 +139,85 @@ def test_a_demo_runs_trace_arrives_whole_with_the_genai_conventions_and_the_rows
              if line.startswith("{")]  # fmt: skip
     traced = Counter(line.get("trace_id") for line in lines if line.get("run_id") == run["run_id"])
     assert traced[run["trace_id"]] >= 3 and set(traced) - {None} == {run["trace_id"]}, traced
+
+
+def test_an_event_posted_to_the_api_is_one_trace_through_the_orchestrator_and_the_worker(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """`switchboard api`, `switchboard beat` and `switchboard worker` as separate processes: the
+    API's publish of the accepted event is the root; the worker's ingest, the scan it triggers
+    (a `payout.paid` is critical), the insight it raises; the orchestrator's poll (beat's tick, in
+    the worker) dispatches the run under that insight's span; the steps follow."""
+    from sqlalchemy import select
+
+    from switchboard.db.models import AgentRun
+    from switchboard.db.records import upsert_records
+    from switchboard.db.session import session_scope
+    from switchboard.demo.scenarios import MISMATCHED_PAYOUT, demo_records
+    from switchboard.processes import stop_group
+    from tests.support.api import free_port
+    from tests.support.env import worker_env
+
+    now = dt.datetime.now(dt.UTC)
+    records = [r for r in demo_records(now) if r.source == "stripe"]
+    with session_scope() as session:
+        upsert_records(session, records)
+    payout = next(r for r in records if r.object_id == MISMATCHED_PAYOUT)
+    port, key = free_port(), "ingest-key-trace-0123456789"
+    with Receiver() as receiver:
+        env = worker_env(database_url, redis_url, tmp_path / "state", SWITCHBOARD_INGEST_KEYS=key,
+                         SWITCHBOARD_API_PORT=str(port), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                         OTEL_BSP_SCHEDULE_DELAY="200")  # fmt: skip
+        processes, logs = [], []
+        for name, argv in (("api", ["api"]), ("beat", ["beat"]),
+                           ("worker", ["worker", "--processes", "1", "--concurrency", "8"])):  # fmt: skip
+            logs.append((tmp_path / f"{name}.log").open("wb"))
+            processes.append(subprocess.Popen([sys.executable, "-m", "switchboard", *argv], env=env, stdout=logs[-1],
+                                              stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code in (200, 503):
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()[-2000:]
+                time.sleep(0.2)
+            event = {"source": "stripe", "external_id": "evt_trace_payout", "type": "payout.paid",
+                     "payload": {"id": "evt_trace_payout", "object": "event", "type": "payout.paid",
+                                 "data": {"object": {**payout.data, "object": "payout"}}}}  # fmt: skip
+            posted = httpx.post(f"http://127.0.0.1:{port}/api/events", json=event, headers={"X-API-Key": key})
+            assert posted.status_code == 202, posted.text
+            deadline = time.monotonic() + 120
+            while True:
+                with session_scope() as session:
+                    run = session.scalars(select(AgentRun).where(AgentRun.insight_kind == "stripe_payout_mismatch",
+                                                                 AgentRun.status.in_(("done", "awaiting_approval")))
+                                          ).first()  # fmt: skip
+                if run is not None:
+                    break
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                time.sleep(0.3)
+            assert run.trace_id
+            steps = {"invoke_agent watcher", "invoke_agent analyst", "invoke_agent advisor"}
+            spans = _wait_for(receiver, run.trace_id, steps | {"run stripe_payout_mismatch"})
+        finally:
+            for process in processes:
+                stop_group(process)
+            for log in logs:
+                log.close()
+    assert receiver.refused == []
+    by_id = {span.span_id: span for span in spans}
+    [root] = [span for span in spans if span.parent_id is None]
+    assert root.service == "switchboard-api" and root.name == "POST /api/events", root  # the request itself
+    assert any(s.service == "switchboard-api" and s.name == "apply_async/switchboard.tasks.ingest.process_events"
+               for s in spans)  # fmt: skip
+    assert all(span.parent_id in by_id for span in spans if span.parent_id)
+    names = {span.name for span in spans}
+    assert {"run/switchboard.tasks.ingest.process_events", "run/switchboard.tasks.watch.scan"} <= names, names
+    assert steps | {"run stripe_payout_mismatch"} <= names
+    assert {span.service for span in spans} == {"switchboard-api", "switchboard-worker"}
+    assert key not in json.dumps([span.attributes for span in receiver.spans])  # the request's key stays out
+    kinds = sorted(Counter(s.name.split(" ")[0].split("/")[0] for s in spans).items())
+    print(f"API -> worker trace {run.trace_id}: {len(spans)} spans, {kinds}")
