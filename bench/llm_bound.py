@@ -8,8 +8,9 @@ advisor) on Postgres and the bench Redis, with every hook writing back. Each pha
 starts the clock (as bench/throughput.py). Sampled while it runs: the worker's RSS (the whole
 process tree: prefork's children included) and its CPU time.
 
-With --tracing, the shipped worker runs a second time exporting every span over OTLP/HTTP to a
-local receiver, and the cost of tracing is printed (1 - traced runs/s / untraced runs/s).
+With --tracing, the shipped worker runs --tracing-rounds more times exporting every span over
+OTLP/HTTP to a local receiver, alternating with untraced runs, and the cost of tracing is
+printed from the medians (1 - traced runs/s / untraced runs/s).
 
 Usage: .venv/bin/python bench/llm_bound.py [--runs 600] [--prefork-runs 60] [--latency-ms 500] [--tracing]
 """
@@ -20,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -100,17 +102,17 @@ def measure(
     return result
 
 
-def _traced(tmp: Path, runs: int, latency_ms: int, settings: dict[str, str]) -> float:
+def _traced(tmp: Path, name: str, runs: int, latency_ms: int, settings: dict[str, str]) -> float:
     """The shipped worker again, every span exported to a local OTLP/HTTP receiver that decodes
     them (tests/support/otlp.py); runs/s."""
     from tests.support.otlp import Receiver
 
     with Receiver() as receiver:
-        traced = measure(tmp, "traced", runs, latency_ms, [],
+        traced = measure(tmp, name, runs, latency_ms, [],
                          {**settings, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})  # fmt: skip
         time.sleep(2)  # the last batch
         chats = sum(1 for span in receiver.spans if span.name.startswith("chat "))
-        print(f"[traced] {len(receiver.spans)} spans received ({chats} model calls), {len(receiver.refused)} refused",
+        print(f"[{name}] {len(receiver.spans)} spans received ({chats} model calls), {len(receiver.refused)} refused",
               flush=True)  # fmt: skip
     return traced["runs_per_s"]
 
@@ -140,6 +142,7 @@ def main() -> None:
                         help="a setting for the shipped worker (repeatable), to try another size")  # fmt: skip
     parser.add_argument("--tracing", action="store_true",
                         help="the shipped worker again, exporting its traces to a local OTLP receiver")  # fmt: skip
+    parser.add_argument("--tracing-rounds", type=int, default=3, help="traced runs, alternating with untraced")
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.set)
     if bad := [name for name in settings if not name.startswith("SWITCHBOARD_")]:
@@ -148,10 +151,17 @@ def main() -> None:
     slots = _shipped_slots()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         shipped = measure(Path(tmp), "shipped", args.runs, args.latency_ms, [], settings)
-        if args.tracing:
-            traced = _traced(Path(tmp), args.runs, args.latency_ms, settings)
-            print(f"tracing_off_runs_per_s={shipped['runs_per_s']:.2f} tracing_on_runs_per_s={traced:.2f} "
-                  f"cost={1 - traced / shipped['runs_per_s']:.3f}", flush=True)  # fmt: skip
+        if args.tracing:  # alternating, so drift on a shared machine falls on both sides alike
+            off, on = [shipped["runs_per_s"]], []
+            for round_ in range(args.tracing_rounds):
+                on.append(_traced(Path(tmp), f"traced{round_}", args.runs, args.latency_ms, settings))
+                if round_ < args.tracing_rounds - 1:  # each phase its own node names and database
+                    again = measure(Path(tmp), f"untraced{round_}", args.runs, args.latency_ms, [], settings)
+                    off.append(again["runs_per_s"])
+            off_median, on_median = statistics.median(off), statistics.median(on)
+            print(f"[tracing] off {', '.join(f'{x:.2f}' for x in off)} runs/s; on {', '.join(f'{x:.2f}' for x in on)}")
+            print(f"tracing_off_runs_per_s={off_median:.2f} tracing_on_runs_per_s={on_median:.2f} "
+                  f"cost={1 - on_median / off_median:.3f}", flush=True)  # fmt: skip
         prefork = measure(Path(tmp), "prefork2", args.prefork_runs, args.latency_ms,
                           ["--pool", "prefork", "--concurrency", "2"])  # fmt: skip
     bound = slots / (shipped["calls_per_run"] * args.latency_ms / 1000)
