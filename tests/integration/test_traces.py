@@ -24,6 +24,7 @@ from tests.support.otlp import ReceivedSpan, Receiver
 
 ANTHROPIC_KEY = "sk-ant-trace-0123456789abcdef"
 GEMINI_KEY = "AIzaTRACE-0123456789abcdef"
+LEAKED = "sk_live_0123456789abcdefLEAK"  # a secret-shaped string inside the data a prompt carries
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,8 @@ def test_an_event_posted_to_the_api_is_one_trace_through_the_orchestrator_and_th
     with Receiver() as receiver:
         env = worker_env(database_url, redis_url, tmp_path / "state", SWITCHBOARD_INGEST_KEYS=key,
                          SWITCHBOARD_API_PORT=str(port), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-                         OTEL_BSP_SCHEDULE_DELAY="200")  # fmt: skip
+                         OTEL_BSP_SCHEDULE_DELAY="200",
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")  # fmt: skip
         processes, logs = [], []
         for name, argv in (("api", ["api"]), ("beat", ["beat"]),
                            ("worker", ["worker", "--processes", "1", "--concurrency", "8"])):  # fmt: skip
@@ -186,7 +188,8 @@ def test_an_event_posted_to_the_api_is_one_trace_through_the_orchestrator_and_th
                 time.sleep(0.2)
             event = {"source": "stripe", "external_id": "evt_trace_payout", "type": "payout.paid",
                      "payload": {"id": "evt_trace_payout", "object": "event", "type": "payout.paid",
-                                 "data": {"object": {**payout.data, "object": "payout"}}}}  # fmt: skip
+                                 "data": {"object": {**payout.data, "object": "payout",
+                                                     "description": f"ref {LEAKED}"}}}}  # fmt: skip
             posted = httpx.post(f"http://127.0.0.1:{port}/api/events", json=event, headers={"X-API-Key": key})
             assert posted.status_code == 202, posted.text
             deadline = time.monotonic() + 120
@@ -219,5 +222,47 @@ def test_an_event_posted_to_the_api_is_one_trace_through_the_orchestrator_and_th
     assert steps | {"run stripe_payout_mismatch"} <= names
     assert {span.service for span in spans} == {"switchboard-api", "switchboard-worker"}
     assert key not in json.dumps([span.attributes for span in receiver.spans])  # the request's key stays out
+    # opted in: the prompts and answers are on the chat spans, scrubbed as log lines are
+    chats = [span for span in spans if span.name.startswith("chat ")]
+    assert chats and all("gen_ai.input.messages" in c.attributes and "gen_ai.output.messages" in c.attributes
+                         for c in chats)  # fmt: skip
+    content = json.dumps([c.attributes["gen_ai.input.messages"] for c in chats])
+    assert "[redacted]" in content and LEAKED not in json.dumps([s.attributes for s in receiver.spans])
     kinds = sorted(Counter(s.name.split(" ")[0].split("/")[0] for s in spans).items())
     print(f"API -> worker trace {run.trace_id}: {len(spans)} spans, {kinds}")
+
+
+EXTERNAL_CALL = """
+import time
+from switchboard import tracing
+from switchboard.integrations.stripe_client import StripeAPI
+assert tracing.setup("switchboard-cli")
+charges = list(StripeAPI().list("charge", pace=time.sleep))
+tracing.flush()
+print(len(charges))
+"""
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_an_external_api_call_is_a_client_span_without_its_key(
+    protocol: str, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Stripe through the real SDK against the wire-format fake: one client span a page,
+    exported over either OTLP protocol."""
+    from tests.fakes.stripe import FakeStripe
+
+    stripe_key = "sk_test_trace_0123456789abcdef"
+    with FakeStripe(api_key=stripe_key) as fake, Receiver(grpc=protocol == "grpc") as receiver:
+        for n in range(150):
+            fake.add("charges", {"id": f"ch_{n:04d}", "object": "charge", "amount": 100, "created": 1_700_000_000 + n})
+        env = child_env(SWITCHBOARD_STRIPE_API_KEY=stripe_key, SWITCHBOARD_STRIPE_API_BASE=fake.url,
+                        SWITCHBOARD_BROKER_URL=redis_url, SWITCHBOARD_DATA_DIR=str(tmp_path),
+                        SWITCHBOARD_DATABASE_URL=database_url, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                        OTEL_EXPORTER_OTLP_PROTOCOL=protocol)  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", EXTERNAL_CALL], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0 and done.stdout.strip() == "150", done.stdout + done.stderr[-2000:]
+        pages = [s for s in receiver.spans if s.attributes.get("switchboard.integration") == "stripe"]
+    assert len(pages) == 2 and all(s.kind == 3 and s.service == "switchboard-cli" for s in pages), pages  # CLIENT
+    assert {s.name for s in pages} == {f"stripe {pages[0].attributes['switchboard.operation']}"}
+    assert stripe_key not in json.dumps([s.attributes for s in receiver.spans])

@@ -43,18 +43,25 @@ class ReceivedSpan:
 
 @dataclass
 class Receiver:
+    """OTLP/HTTP (`POST /v1/traces`), or with `grpc=True` OTLP/gRPC (the TraceService of the
+    same protobuf package, on an insecure port)."""
+
+    grpc: bool = False
     spans: list[ReceivedSpan] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: http.server.ThreadingHTTPServer | None = None
+    grpc_server: Any = None
+    port: int = 0
 
     @property
     def endpoint(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Receiver:
         receiver = self
+        if self.grpc:
+            return self._start_grpc()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *_: Any) -> None:
@@ -85,10 +92,33 @@ class Receiver:
                 self.wfile.write(answer)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
+    def _start_grpc(self) -> Receiver:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+                receiver._take(request)
+                return ExportTraceServiceResponse()
+
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.grpc_server)
+        self.port = self.grpc_server.add_insecure_port("127.0.0.1:0")
+        self.grpc_server.start()
+        return self
+
     def __exit__(self, *_: Any) -> None:
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace=None)
+            return
         assert self.server is not None
         self.server.shutdown()
         self.server.server_close()
