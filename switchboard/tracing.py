@@ -29,8 +29,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from switchboard.errors import ConfigurationError
-
 if TYPE_CHECKING:
     from switchboard.settings import Settings
 
@@ -66,12 +64,10 @@ def setup(service: str, settings: Settings | None = None) -> bool:
 
         if settings.otel_protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        elif settings.otel_protocol == "http/protobuf":
+        else:  # http/protobuf (the settings refuse any other)
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
                 OTLPSpanExporter,
             )
-        else:  # pragma: no cover - the settings' Literal refuses it first
-            raise ConfigurationError(f"OTEL_EXPORTER_OTLP_PROTOCOL {settings.otel_protocol!r} is not supported")
         name = settings.otel_service_name or service
         provider = TracerProvider(resource=Resource.create({"service.name": name}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
@@ -116,12 +112,6 @@ def traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
     return carrier.get("traceparent")
-
-
-def trace_id_of(parent: str | None) -> str | None:
-    """The trace id in a `traceparent`."""
-    parts = (parent or "").split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 def start_run_span(kind: str | None, run_id: str, parent: str | None, **attributes: Any) -> Span:

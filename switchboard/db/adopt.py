@@ -126,7 +126,7 @@ def _type_problem(want: sa.types.TypeEngine[Any], have: sa.types.TypeEngine[Any]
     return None
 
 
-def _types(bind: sa.Connection, table: str) -> dict[str, str]:
+def column_types(bind: sa.Connection, table: str) -> dict[str, str]:
     """Each column's type as PostgreSQL spells it (`vector(1536)` too, which SQLAlchemy cannot reflect)."""
     rows = bind.execute(
         sa.text(
@@ -145,7 +145,7 @@ def plan_table(bind: sa.Connection, table: sa.Table) -> TablePlan:
     quoted = bind.dialect.identifier_preparer.quote
     rows = int(bind.execute(sa.text(f"SELECT count(*) FROM {quoted(table.name)}")).scalar_one())
     plan = TablePlan(table.name, rows, list(existing))
-    kinds = _types(bind, table.name)
+    kinds = column_types(bind, table.name)
     ddl = sa.schema.CreateColumn
     for column in table.columns:
         found = existing.get(column.name)
@@ -240,7 +240,7 @@ def plan(bind: sa.Connection, metadata: sa.MetaData, embedding_dim: int) -> list
         raise Incompatible(f"{found[0]} exists already: adopting an existing schema needs PostgreSQL")
     plans = [plan_table(bind, metadata.tables[name]) for name in found]
     for table in plans:
-        vector = re.match(r"^vector\((\d+)\)$", _types(bind, table.table).get("embedding", ""))
+        vector = re.match(r"^vector\((\d+)\)$", column_types(bind, table.table).get("embedding", ""))
         if table.table == "knowledge_base" and vector and int(vector.group(1)) != embedding_dim:
             table.problems.append(vector_mismatch("embedding", int(vector.group(1)), embedding_dim))
     return plans
@@ -265,7 +265,7 @@ def add_columns(op: Any, table: str, *columns: sa.Column[Any]) -> None:
             if column.name in owned and column.name in existing:
                 problem = _type_problem(_want(column), existing[column.name]["type"])
                 if problem:
-                    kind = _types(bind, table)[column.name]
+                    kind = column_types(bind, table)[column.name]
                     raise Incompatible(f"{table}.{column.name} is {kind}; Switchboard needs {problem}")
                 continue
             batch_op.add_column(column)

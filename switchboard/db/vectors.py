@@ -52,14 +52,7 @@ def find(connection: sa.Connection) -> VectorColumn | None:
     """The knowledge base's vector column, if it has one."""
     if connection.dialect.name != "postgresql":
         return None
-    rows = connection.execute(
-        sa.text(
-            "SELECT attname, format_type(atttypid, atttypmod) AS kind FROM pg_attribute "
-            "WHERE attrelid = to_regclass('knowledge_base') AND attname IN (:own, :adopted) AND NOT attisdropped"
-        ),
-        {"own": OWN, "adopted": ADOPTED},
-    ).all()
-    kinds = {row.attname: row.kind for row in rows}
+    kinds = adopt.column_types(connection, "knowledge_base")
     for name in (ADOPTED, OWN):  # the owner's vector column wins: it is where their vectors are
         match = _DIM.match(kinds.get(name, ""))
         if match:
@@ -74,7 +67,7 @@ def plan(connection: sa.Connection, dim: int) -> list[str]:
     found = find(connection)
     if found and found.name == ADOPTED:
         if found.dim != dim and adopt.adopted(connection, "knowledge_base"):  # else adopting it says so
-            return [f"cannot: {_mismatch(found, dim)}"]
+            return [f"cannot: {adopt.vector_mismatch(found.name, found.dim, dim)}"]
         if found.dim != dim:
             return []
         return [f"use the existing knowledge_base.{ADOPTED} vector({dim}) for knowledge search"]
@@ -82,10 +75,6 @@ def plan(connection: sa.Connection, dim: int) -> list[str]:
         return []
     emptied = " (empty: the old vectors are another size)" if found else ""
     return [f"make knowledge_base.{OWN} vector({dim}){emptied}"]
-
-
-def _mismatch(found: VectorColumn, dim: int) -> str:
-    return adopt.vector_mismatch(found.name, found.dim, dim)
 
 
 def ensure(connection: sa.Connection, dim: int) -> str | None:
@@ -97,8 +86,8 @@ def ensure(connection: sa.Connection, dim: int) -> str | None:
     did = None
     if found and found.name == ADOPTED:
         if found.dim != dim:
-            raise adopt.Incompatible(_mismatch(found, dim))
-        if _own_exists(connection):  # the owner's column holds the vectors: ours would be a second copy
+            raise adopt.Incompatible(adopt.vector_mismatch(found.name, found.dim, dim))
+        if OWN in adopt.column_types(connection, "knowledge_base"):  # the owner's column holds the vectors
             connection.execute(sa.text(f"ALTER TABLE knowledge_base DROP COLUMN {OWN}"))
     elif found is None or found.dim != dim:
         connection.execute(sa.text(f"ALTER TABLE knowledge_base DROP COLUMN IF EXISTS {OWN}"))
@@ -114,10 +103,6 @@ def ensure(connection: sa.Connection, dim: int) -> str | None:
     if found.name == ADOPTED:
         adopt.record_index(connection, "knowledge_base", INDEX)
     return did or f"indexed knowledge_base.{found.name} (hnsw, cosine)"
-
-
-def _own_exists(connection: sa.Connection) -> bool:
-    return any(c["name"] == OWN for c in sa.inspect(connection).get_columns("knowledge_base"))
 
 
 def _index_on(connection: sa.Connection, column: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from switchboard.api.app import create_app
 from switchboard.settings import get_settings
+from tests.support.services import free_port
 
 
 @contextmanager
@@ -28,12 +28,6 @@ def api_client(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[Tes
         yield client
     monkeypatch.undo()
     get_settings.cache_clear()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.support.services import free_port
 
 CONFIG = """\
 [databases]
@@ -43,12 +44,6 @@ pidfile = {dir}/pgbouncer.pid
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class PgBouncer:
     """One PgBouncer process; `url(direct)` is the same database through it."""
@@ -69,7 +64,7 @@ class PgBouncer:
         upstream = make_url(upstream_url)
         user = upstream.username or "postgres"
         directory = Path(tempfile.mkdtemp(prefix="switchboard-pgbouncer-"))
-        port = _free_port()
+        port = free_port()
         (directory / "users.txt").write_text(f'"{user}" ""\n')
         settings = {"host": upstream.host or "127.0.0.1", "port": upstream.port or 5432, "listen": port,
                     "dir": directory, "user": user, "pool_size": pool_size}  # fmt: skip

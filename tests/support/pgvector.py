@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,11 +18,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.services import free_port
 
 
 def _bin() -> Path:
@@ -52,7 +47,7 @@ class VectorPostgres:
         if os.geteuid() == 0:
             shutil.chown(directory, "postgres")
             as_user = ["runuser", "-u", "postgres", "--"]
-        port = _free_port()
+        port = free_port()
         data = directory / "data"
         subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                         "--no-sync"], check=True, capture_output=True)  # fmt: skip
